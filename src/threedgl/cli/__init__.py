@@ -1,0 +1,1 @@
+"""The ``3dgl`` command line."""

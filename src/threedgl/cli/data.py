@@ -1,0 +1,82 @@
+"""``3dgl datasets`` and ``3dgl schema``: the bundled tables and the public schema."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from threedgl.cli._common import console, frame_table, user_errors, warn
+
+datasets_app = typer.Typer(help="The five bundled datasets, prepared as the paper did.", no_args_is_help=True)
+schema_app = typer.Typer(help="The public schema: the federation's protocol.", no_args_is_help=True)
+
+
+@datasets_app.command("list")
+def datasets_list() -> None:
+    """Print name, rows, columns and class balance of each bundled dataset."""
+    from threedgl import datasets
+
+    with user_errors():
+        table = datasets.summary()
+    console.print(frame_table(table, title="Bundled datasets", floatfmt="{:.3f}"))
+
+
+@datasets_app.command("export")
+def datasets_export(
+    name: str = typer.Argument(..., help="Dataset name (see `3dgl datasets list`)."),
+    output: Path = typer.Option(..., "-o", "--output", help="Output CSV or Parquet file."),
+    schema_out: Path | None = typer.Option(None, "--schema", help="Also write its schema JSON here."),
+) -> None:
+    """Write a prepared dataset (with its class column) to a file."""
+    from threedgl import datasets
+    from threedgl.schema import write_table
+
+    with user_errors():
+        ds = datasets.load(name)
+        write_table(ds.frame, output)
+        if schema_out is not None:
+            ds.schema.write(schema_out)
+    console.print(f"wrote {len(ds.frame)} rows of '{ds.name}' to {output} (class column: {ds.target})")
+
+
+@schema_app.command("infer")
+def schema_infer(
+    data: Path = typer.Argument(..., help="CSV or Parquet file."),
+    target: str | None = typer.Option(None, "--target", "-t", help="The class column."),
+    output: Path = typer.Option(..., "-o", "--output", help="Where to write schema.json."),
+    categorical: list[str] = typer.Option([], "--categorical", help="Treat this numeric column as categorical (repeatable)."),
+) -> None:
+    """Infer a schema from a table. Bounds and categories inferred from private data are not private."""
+    from threedgl.schema import infer_schema, read_table
+
+    with user_errors():
+        df = read_table(data)
+        schema = infer_schema(df, target=target, categorical=categorical)
+        schema.write(output)
+    warn(
+        "bounds and categories inferred from private data are functions of that data and are "
+        "not protected by differential privacy; for a real federation declare the schema in public"
+    )
+    console.print(f"wrote schema with {len(schema.columns)} columns to {output}")
+
+
+@schema_app.command("validate")
+def schema_validate(
+    data: Path = typer.Argument(..., help="CSV or Parquet file."),
+    schema_path: Path = typer.Option(..., "--schema", "-s", help="schema.json"),
+    drop_missing: bool = typer.Option(False, "--drop-missing", help="Drop rows with missing values instead of failing."),
+) -> None:
+    """Check that a table fits a schema."""
+    from threedgl.schema import Schema, read_table
+
+    with user_errors():
+        schema = Schema.read(schema_path)
+        df = read_table(data)
+        valid = schema.validate(df, nan_policy="drop" if drop_missing else "error")
+    console.print(f"ok: {len(valid)} rows fit the schema ({len(df) - len(valid)} dropped)")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(datasets_app, name="datasets")
+    app.add_typer(schema_app, name="schema")

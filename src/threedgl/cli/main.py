@@ -1,0 +1,55 @@
+"""The ``3dgl`` program: one Typer app, commands grouped by part."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from threedgl import __version__
+from threedgl.cli import data as data_commands
+from threedgl.cli._common import err_console
+from threedgl.errors import ThreedglError
+
+app = typer.Typer(
+    name="3dgl",
+    help="threedgl: generative federated learning with differential privacy (3DGL, DDP-βVAE).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"3dgl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """threedgl: generative federated learning with differential privacy."""
+
+
+data_commands.register(app)
+
+
+def main() -> None:
+    """Entry point: bad input becomes one line on stderr and exit code 2."""
+    try:
+        app()
+    except ThreedglError as exc:  # pragma: no cover - commands catch their own
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""Reading and writing tables (CSV, Parquet) with clear errors, and atomic file writes."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import pandas as pd
+
+from threedgl.errors import SchemaError, ThreedglError
+
+TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
+
+
+def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """Read a CSV or Parquet file; text columns come back with ``object`` dtype."""
+    p = Path(path)
+    if not p.exists():
+        raise ThreedglError(f"file '{p}' does not exist")
+    if not p.is_file():
+        raise ThreedglError(f"'{p}' is not a file")
+    suffix = p.suffix.lower()
+    try:
+        if suffix in (".parquet", ".pq"):
+            df = pd.read_parquet(p)
+        elif suffix in (".csv", ".txt", ".gz") or suffix == "":
+            df = pd.read_csv(p)
+        else:
+            raise ThreedglError(
+                f"'{p}': unsupported file type '{suffix}' (use {', '.join(TABLE_SUFFIXES)})"
+            )
+    except pd.errors.EmptyDataError:
+        raise SchemaError(f"'{p}' is empty (no header, no rows)") from None
+    except pd.errors.ParserError as exc:
+        raise SchemaError(f"'{p}' is not a valid CSV file: {str(exc).splitlines()[0]}") from None
+    except (OSError, ValueError) as exc:
+        if isinstance(exc, ThreedglError):
+            raise
+        raise ThreedglError(f"cannot read '{p}': {str(exc).splitlines()[0]}") from None
+    if len(df) == 0:
+        raise SchemaError(f"'{p}' has no rows")
+    for name in df.columns:
+        if not pd.api.types.is_numeric_dtype(df[name].dtype) and not pd.api.types.is_bool_dtype(
+            df[name].dtype
+        ):
+            df[name] = df[name].astype(object)
+    return df
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike[str], mode: str = "w", **kwargs: Any) -> Iterator[IO[Any]]:
+    """Open a temporary file beside ``path``; on success, rename it over ``path``.
+
+    Nothing half-written is ever left at ``path``: on any error the temporary file is
+    removed and ``path`` is untouched.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, mode, **kwargs) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    with atomic_open(path, "w", encoding="utf-8") as fh:
+        fh.write(text)
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    with atomic_open(path, "wb") as fh:
+        fh.write(data)
+
+
+def write_table(df: pd.DataFrame, path: str | os.PathLike[str]) -> None:
+    """Write a table as CSV or Parquet (by suffix), atomically."""
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        with atomic_open(p, "wb") as fh:
+            df.to_parquet(fh, index=False)
+    elif suffix == ".csv":
+        with atomic_open(p, "w", encoding="utf-8", newline="") as fh:
+            df.to_csv(fh, index=False)
+    else:
+        raise ThreedglError(f"'{p}': unsupported output type '{suffix}' (use .csv or .parquet)")
