@@ -19,7 +19,7 @@ import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -29,7 +29,7 @@ from threedgl.errors import SchemaError
 SCHEMA_FORMAT = "threedgl.schema"
 SCHEMA_VERSION = 1
 
-Category = Union[str, int, bool]
+Category = str | int | bool
 NanPolicy = Literal["error", "drop"]
 
 
@@ -145,7 +145,7 @@ class CategoricalColumn:
         return out
 
 
-Column = Union[NumericColumn, CategoricalColumn]
+Column = NumericColumn | CategoricalColumn
 
 
 def _key(value: object) -> str:
@@ -413,7 +413,7 @@ def _column_from_dict(raw: Any, index: int) -> Column:
     if not isinstance(raw, Mapping):
         raise SchemaError(f"schema column #{index} must be a JSON object")
     kind = raw.get("kind")
-    name = raw.get("name")
+    name = _check_name(raw.get("name"))
     where = f"schema column #{index} ('{name}')"
     if kind == "numeric":
         allowed = {"name", "kind", "minimum", "maximum", "integer"}
@@ -542,9 +542,9 @@ def _sorted_categories(values: Sequence[Any]) -> list[Category]:
     for v in values:
         if isinstance(v, (bool, np.bool_)):
             out.append(bool(v))
-        elif isinstance(v, (int, np.integer)):
-            out.append(int(v))
-        elif isinstance(v, (float, np.floating)) and float(v).is_integer():
+        elif isinstance(v, (int, np.integer)) or (
+            isinstance(v, (float, np.floating)) and float(v).is_integer()
+        ):
             out.append(int(v))
         else:
             out.append(str(v))
