@@ -8,6 +8,9 @@ import typer
 
 from threedgl import __version__
 from threedgl.cli import data as data_commands
+from threedgl.cli import generator as generator_commands
+from threedgl.cli import privacy as privacy_commands
+from threedgl.cli import server as server_commands
 from threedgl.cli._common import err_console
 from threedgl.errors import ThreedglError
 
@@ -37,6 +40,9 @@ def _root(
 
 
 data_commands.register(app)
+generator_commands.register(app)
+privacy_commands.register(app)
+server_commands.register(app)
 
 
 def main() -> None:

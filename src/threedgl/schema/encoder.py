@@ -124,7 +124,10 @@ class TableEncoder:
             tcol = self.schema[self.schema.target]
             assert isinstance(tcol, CategoricalColumn)
             values = pd.Series(np.asarray(target_values, dtype=object))
-            frame[tcol.name] = _conform_labels(tcol, values)
+            labels = _conform_labels(tcol, values)
+            frame[tcol.name] = pd.Series(
+                labels, index=frame.index, dtype=object if tcol.category_type is str else None
+            )
             frame = frame.loc[:, list(self.schema.names)]
         return frame
 

@@ -125,10 +125,13 @@ class CategoricalColumn:
             dup = next(c for c in normalised if keys.count(_key(c)) > 1)
             raise SchemaError(f"column '{self.name}': category {dup!r} appears twice")
         object.__setattr__(self, "categories", tuple(normalised))
-        if self.fallback is not None and _key(self.fallback) not in set(keys):
-            raise SchemaError(
-                f"column '{self.name}': fallback {self.fallback!r} is not one of its categories"
-            )
+        if self.fallback is not None:
+            if _key(self.fallback) not in set(keys):
+                raise SchemaError(
+                    f"column '{self.name}': fallback {self.fallback!r} is not one of its categories"
+                )
+            # Store the category itself (its type), so equality and JSON are exact.
+            object.__setattr__(self, "fallback", normalised[keys.index(_key(self.fallback))])
 
     @property
     def category_type(self) -> type:
@@ -375,22 +378,7 @@ class Schema:
         present = [c for c in self.names if c in df.columns]
         table = df.loc[:, present].copy()
         # NaN policy first, so a missing value is reported as missing, not as a bad value.
-        nan_counts = {c: int(table[c].isna().sum()) for c in present}
-        with_nan = {c: n for c, n in nan_counts.items() if n}
-        if with_nan:
-            if nan_policy == "drop":
-                table = table.dropna(axis=0, how="any")
-                if len(table) == 0:
-                    raise SchemaError("every row has a missing value; nothing is left after dropping")
-            elif nan_policy == "error":
-                c, n = next(iter(with_nan.items()))
-                more = f" (and {len(with_nan) - 1} more column(s))" if len(with_nan) > 1 else ""
-                raise SchemaError(
-                    f"column '{c}' has {n} missing value(s){more}; drop those rows first or use "
-                    "nan_policy='drop' (--drop-missing on the command line)"
-                )
-            else:
-                raise SchemaError(f"nan_policy must be 'error' or 'drop', got {nan_policy!r}")
+        table = apply_nan_policy(table, nan_policy)
         out: dict[str, pd.Series] = {}
         for name in present:
             col = self[name]
@@ -400,6 +388,31 @@ class Schema:
             else:
                 out[name] = _conform_categorical(col, series)
         return pd.DataFrame(out, index=table.index)
+
+
+def apply_nan_policy(table: pd.DataFrame, nan_policy: NanPolicy = "error") -> pd.DataFrame:
+    """Apply the missing-value policy to a table (used by :meth:`Schema.validate` and the CLI).
+
+    ``"error"`` raises a :class:`SchemaError` naming the first column with missing values
+    and how many rows; ``"drop"`` returns the table without the rows that have one.
+    """
+    if nan_policy not in ("error", "drop"):
+        raise SchemaError(f"nan_policy must be 'error' or 'drop', got {nan_policy!r}")
+    nan_counts = {str(c): int(table[c].isna().sum()) for c in table.columns}
+    with_nan = {c: n for c, n in nan_counts.items() if n}
+    if not with_nan:
+        return table
+    if nan_policy == "drop":
+        table = table.dropna(axis=0, how="any")
+        if len(table) == 0:
+            raise SchemaError("every row has a missing value; nothing is left after dropping")
+        return table
+    c, n = next(iter(with_nan.items()))
+    more = f" (and {len(with_nan) - 1} more column(s))" if len(with_nan) > 1 else ""
+    raise SchemaError(
+        f"column '{c}' has {n} missing value(s){more}; drop those rows first or use "
+        "nan_policy='drop' (--drop-missing on the command line)"
+    )
 
 
 def _describe(c: Column) -> str:

@@ -1,0 +1,75 @@
+"""The privacy statement of a generator, in plain words, from its manifest alone."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from threedgl.privacy.accounting import PrivacyRecord
+
+ADJACENCY = "add/remove one row of the client's table"
+COMPOSITION = "parallel composition over the disjoint class subsets: the generator is (max ε, max δ)-DP"
+
+
+def privacy_summary(manifest: dict[str, Any], records: Sequence[PrivacyRecord]) -> dict[str, Any]:
+    """The manifest's top-level ``privacy`` object."""
+    eps = max(r.epsilon for r in records)
+    delta = max(r.delta for r in records)
+    released = [
+        "the public schema (column names, bounds, categories)"
+        + (" — inferred from the private data, so NOT covered by DP" if manifest.get("schema_source") == "data" else ""),
+        "the class labels",
+        "each class model's sampling rate q = B / n_class and its row count n_class (class sizes)",
+        "the decoders' weights (trained with DP)",
+    ]
+    not_covered = [
+        "a schema inferred from the private data (declare it in public instead)",
+        "repeated training on the same data: every training spends budget again and ε adds up "
+        "under composition (see `3dgl budget`)",
+        "the class sizes, released exactly through the sampling rates",
+    ]
+    summary: dict[str, Any] = {
+        "epsilon": "inf" if math.isinf(eps) else eps,
+        "delta": delta,
+        "accountant": records[0].accountant,
+        "adjacency": ADJACENCY,
+        "composition": COMPOSITION,
+        "released": released,
+        "not_covered": not_covered,
+        "private": not math.isinf(eps),
+    }
+    summary["statement"] = _statement_text(summary)
+    return summary
+
+
+def _statement_text(summary: dict[str, Any]) -> str:
+    if not summary["private"]:
+        return (
+            "This generator was trained WITHOUT differential privacy (epsilon = inf). It may "
+            "memorise and reveal rows of its training table. Do not share it."
+        )
+    return (
+        f"Each row of the training table is protected with ({summary['epsilon']:.3g}, "
+        f"{summary['delta']:.3g})-differential privacy under {summary['adjacency']} "
+        f"({summary['accountant'].upper()} accountant; {summary['composition']}). "
+        "Released besides the DP decoders: " + "; ".join(summary["released"][:3]) + ". "
+        "Not covered: " + "; ".join(summary["not_covered"]) + "."
+    )
+
+
+def privacy_statement(manifest: dict[str, Any]) -> str:
+    """A multi-line statement for ``3dgl inspect`` and the README."""
+    p = manifest["privacy"]
+    lines = [str(p.get("statement", ""))]
+    lines.append("Per class model (recomputable from σ, q, steps and δ):")
+    for m in manifest["models"]:
+        r = m["privacy"]
+        label = m.get("label")
+        lines.append(
+            f"  class {label!r}: noise_multiplier={r['noise_multiplier']:.4g} "
+            f"sample_rate={r['sample_rate']:.4g} steps={r['steps']} "
+            f"max_grad_norm={r['max_grad_norm']} ε={r['epsilon'] if isinstance(r['epsilon'], str) else format(r['epsilon'], '.4g')} "
+            f"δ={r['delta']:.3g} ({r['accountant']})"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,367 @@
+"""What every generator shares: fitting per class, sampling, the artifact, the statement.
+
+A generator is a scikit-learn style estimator: ``__init__`` only stores parameters,
+``fit`` splits the rows by class and trains one private model per class, learned
+attributes end in ``_``. Subclasses implement three hooks:
+
+* ``_fit_classes(groups, encoder, progress)`` trains on the encoded rows of each class and
+  returns one :class:`PrivacyRecord` per class (the only place that touches private data);
+* ``_sample_class(k, n, rng)`` returns ``n`` encoded rows of class ``k`` (post-processing);
+* ``_state()`` / ``_restore(architecture, tensors)`` move the released state to and from
+  an artifact.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, ClassVar, Literal, Self
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator
+
+from threedgl._version import __version__
+from threedgl.artifact import FORMAT_NAME, FORMAT_VERSION, Artifact, read_artifact, write_artifact
+from threedgl.artifact.statement import privacy_statement, privacy_summary
+from threedgl.errors import ArtifactError, NotFittedError, SchemaError, ThreedglError
+from threedgl.privacy.accounting import PrivacyRecord
+from threedgl.schema import Schema, TableEncoder, infer_schema
+from threedgl.schema.schema import Category, NanPolicy
+
+#: ``progress(class_index, epoch, epsilon_spent)`` during training.
+ProgressCallback = Callable[[int, int, float], None]
+
+
+def _rng(random_state: int | np.random.Generator | None) -> np.random.Generator:
+    if isinstance(random_state, np.random.Generator):
+        return random_state
+    if random_state is None or (isinstance(random_state, (int, np.integer)) and random_state >= 0):
+        return np.random.default_rng(random_state)
+    raise ThreedglError(
+        f"random_state must be None, a non-negative int or a numpy Generator, got {random_state!r}"
+    )
+
+
+def _seed(random_state: int | np.random.Generator | None) -> int:
+    """A training seed: the given int, or fresh entropy (never recorded in the artifact)."""
+    if isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool):
+        if random_state < 0:
+            raise ThreedglError(f"random_state must be non-negative, got {random_state!r}")
+        return int(random_state)
+    return int(_rng(random_state).integers(0, 2**31 - 1))
+
+
+def class_counts(n: int, weights: Sequence[float]) -> list[int]:
+    """Split ``n`` rows over classes in proportion to ``weights`` (largest remainder)."""
+    w = np.asarray(weights, dtype=np.float64)
+    w = np.clip(w, 0, None)
+    w = np.full(len(w), 1.0 / len(w)) if w.sum() <= 0 else w / w.sum()
+    raw = w * n
+    counts = np.floor(raw).astype(int)
+    rest = n - int(counts.sum())
+    order = np.argsort(-(raw - counts), kind="stable")
+    counts[order[:rest]] += 1
+    return counts.tolist()
+
+
+class BaseGenerator(BaseEstimator):  # type: ignore[misc]
+    """Shared behaviour of DDP-βVAE and the DP marginals baseline."""
+
+    generator_kind: ClassVar[str] = ""
+    epsilon: float
+    delta: float
+    accountant: str
+    random_state: int | None
+
+    # -- fitting --------------------------------------------------------------------------
+    def fit(
+        self,
+        df: pd.DataFrame,
+        target: str | None = None,
+        schema: Schema | None = None,
+        *,
+        nan_policy: NanPolicy = "error",
+        progress: ProgressCallback | None = None,
+    ) -> Self:
+        """Train one private model per class of ``target`` (one model on all rows without).
+
+        ``schema`` is the federation's public schema; without it a schema is inferred from
+        ``df`` (with a warning: inferred bounds and categories are not private).
+        """
+        self._check_params()
+        if not isinstance(df, pd.DataFrame):
+            raise ThreedglError(f"fit expects a pandas DataFrame, got {type(df).__name__}")
+        if schema is None:
+            warnings.warn(
+                "no schema given: inferring one from the training data; its bounds and "
+                "categories are functions of the data and are not protected by differential "
+                "privacy (pass a public schema)",
+                UserWarning,
+                stacklevel=2,
+            )
+            schema = infer_schema(df, target=target)
+        elif not isinstance(schema, Schema):
+            raise ThreedglError(f"schema must be a threedgl Schema, got {type(schema).__name__}")
+        elif target is not None and schema.target != target:
+            if schema.target is not None:
+                raise SchemaError(
+                    f"target '{target}' differs from the schema's class column '{schema.target}'"
+                )
+            schema = schema.with_target(target)
+        elif target is None and schema.target is not None:
+            target = schema.target
+        table = schema.validate(df, require_target=target is not None, nan_policy=nan_policy,
+                                extra_columns="error")
+        encoder = TableEncoder(schema)
+        matrix = encoder.encode_valid(table)
+        labels: list[Category | None]
+        groups: list[np.ndarray]
+        if schema.target is None:
+            labels, groups = [None], [matrix]
+        else:
+            y = table[schema.target].to_numpy()
+            labels, groups = [], []
+            for label in schema.labels:
+                rows = matrix[y == label]
+                if len(rows):
+                    labels.append(label)
+                    groups.append(rows)
+            missing = [lab for lab in schema.labels if lab not in labels]
+            if missing:
+                warnings.warn(
+                    f"class label(s) {missing!r} have no rows in the training table; the "
+                    "generator will not produce them",
+                    UserWarning,
+                    stacklevel=2,
+                )
+        self.schema_ = schema
+        self.encoder_ = encoder
+        self.labels_ = tuple(labels)
+        self.class_rows_: list[float] = [float(len(g)) for g in groups]
+        self.privacy_ = list(self._fit_classes(groups, encoder, progress))
+        self.manifest_ = self._build_manifest()
+        return self
+
+    def _check_params(self) -> None:
+        from threedgl.errors import PrivacyError, check_range
+        from threedgl.privacy.accounting import ACCOUNTANTS
+
+        try:
+            check_range("epsilon", self.epsilon, low=0, high=math.inf, high_inclusive=True,
+                        owner=type(self).__name__)
+            check_range("delta", self.delta, low=0, high=1, owner=type(self).__name__)
+        except ThreedglError as exc:
+            raise PrivacyError(str(exc)) from None
+        if self.accountant not in ACCOUNTANTS:
+            raise PrivacyError(
+                f"The 'accountant' parameter of {type(self).__name__} must be one of "
+                f"{list(ACCOUNTANTS)}. Got {self.accountant!r} instead."
+            )
+
+    # -- hooks ----------------------------------------------------------------------------
+    def _fit_classes(
+        self, groups: list[np.ndarray], encoder: TableEncoder, progress: ProgressCallback | None
+    ) -> list[PrivacyRecord]:
+        raise NotImplementedError
+
+    def _sample_class(self, k: int, n: int, rng: np.random.Generator) -> np.ndarray:
+        raise NotImplementedError
+
+    def _architecture(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _tensors(self) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def _restore(self, architecture: dict[str, Any], tensors: dict[str, np.ndarray]) -> None:
+        raise NotImplementedError
+
+    def _training_parameters(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    @classmethod
+    def _params_from_training(cls, training: dict[str, Any]) -> dict[str, Any]:
+        return dict(training)
+
+    def _class_weights(self) -> list[float]:
+        return [float(n) for n in self.class_rows_]
+
+    # -- sampling -------------------------------------------------------------------------
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "manifest_"):
+            raise NotFittedError(
+                f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with "
+                "appropriate arguments before using this generator (or load one)."
+            )
+
+    @property
+    def epsilon_(self) -> float:
+        """ε of the whole generator: the largest class ε (parallel composition)."""
+        self._check_fitted()
+        return max(r.epsilon for r in self.privacy_)
+
+    @property
+    def delta_(self) -> float:
+        self._check_fitted()
+        return max(r.delta for r in self.privacy_)
+
+    def sample_encoded(
+        self, counts: Sequence[int], rng: np.random.Generator
+    ) -> list[np.ndarray]:
+        """Encoded rows, ``counts[k]`` of class ``k`` (in ``labels_`` order)."""
+        self._check_fitted()
+        return [self._sample_class(k, int(c), rng) if c else
+                np.zeros((0, self.encoder_.n_outputs), np.float32)
+                for k, c in enumerate(counts)]
+
+    def sample(
+        self,
+        n: int,
+        balanced: bool = True,
+        random_state: int | np.random.Generator | None = None,
+    ) -> pd.DataFrame:
+        """``n`` synthetic rows in the original format (columns, dtypes, labels), shuffled.
+
+        ``balanced=True`` (the paper) gives every class the same number of rows (±1);
+        ``False`` follows the class sizes of the training table, as released in the
+        artifact.
+        """
+        self._check_fitted()
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+            raise ThreedglError(f"n must be a non-negative int, got {n!r}")
+        rng = _rng(random_state)
+        weights = [1.0] * len(self.labels_) if balanced else self._class_weights()
+        counts = class_counts(int(n), weights)
+        blocks = self.sample_encoded(counts, rng)
+        return decode_blocks(self.encoder_, self.labels_, blocks, counts, rng,
+                             categorical=self._categorical_decoding())
+
+    def _categorical_decoding(self) -> Literal["argmax", "sample"]:
+        return "sample"
+
+    # -- artifact -------------------------------------------------------------------------
+    def _build_manifest(self) -> dict[str, Any]:
+        created = os.environ.get("SOURCE_DATE_EPOCH")
+        when = (
+            datetime.fromtimestamp(int(created), UTC) if created and created.isdigit()
+            else datetime.now(UTC)
+        )
+        models = []
+        for label, rows, record in zip(self.labels_, self._released_rows(), self.privacy_, strict=True):
+            models.append({"label": label, "rows": rows, "privacy": record.to_dict()})
+        manifest: dict[str, Any] = {
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "generator": self.generator_kind,
+            "library_version": __version__,
+            "created": when.isoformat().replace("+00:00", "Z"),
+            "schema": self.schema_.to_dict(),
+            "schema_source": self.schema_.source,
+            "labels": [lab for lab in self.labels_ if lab is not None],
+            "architecture": self._architecture(),
+            "models": models,
+            "training": self._training_parameters(),
+            "weights_sha256": "0" * 64,
+        }
+        manifest["privacy"] = privacy_summary(manifest, self.privacy_)
+        return manifest
+
+    def _released_rows(self) -> list[float | int]:
+        return [int(r) if float(r).is_integer() else r for r in self.class_rows_]
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the generator to one ``.3dgl`` file (decoders + JSON manifest)."""
+        self._check_fitted()
+        digest = write_artifact(path, self.manifest_, self._tensors())
+        self.manifest_["weights_sha256"] = digest
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], *, max_bytes: int | None = None) -> Self:
+        """Read a ``.3dgl`` file safely (no code runs; every field and tensor checked)."""
+        kwargs = {} if max_bytes is None else {"max_bytes": max_bytes}
+        return cls.from_artifact(read_artifact(path, **kwargs))
+
+    @classmethod
+    def from_artifact(cls, artifact: Artifact) -> Self:
+        manifest = artifact.manifest
+        if cls.generator_kind and manifest["generator"] != cls.generator_kind:
+            raise ArtifactError(
+                f"this file holds a '{manifest['generator']}' generator, not '{cls.generator_kind}'"
+            )
+        try:
+            schema = Schema.from_dict(manifest["schema"])
+        except ThreedglError as exc:
+            raise ArtifactError(f"invalid schema in the manifest: {exc}") from None
+        labels: list[Category | None] = []
+        records: list[PrivacyRecord] = []
+        rows: list[float] = []
+        for i, m in enumerate(manifest["models"]):
+            label = m.get("label")
+            if schema.target is None:
+                if label is not None or len(manifest["models"]) != 1:
+                    raise ArtifactError("a generator without a class column has exactly one model")
+            elif label not in schema.labels:
+                raise ArtifactError(f"model #{i} has label {label!r}, not a label of the schema")
+            labels.append(label)
+            try:
+                records.append(PrivacyRecord.from_dict(m["privacy"]))
+            except ThreedglError as exc:
+                raise ArtifactError(f"model #{i}: {exc}") from None
+            r = m.get("rows", 1)
+            if isinstance(r, bool) or not isinstance(r, (int, float)) or not r >= 0:
+                raise ArtifactError(f"model #{i}: 'rows' must be a non-negative number")
+            rows.append(float(r))
+        if len(set(map(repr, labels))) != len(labels):
+            raise ArtifactError("the manifest lists a class label twice")
+        training = manifest["training"]
+        allowed = set(cls._get_param_names())
+        params = {k: v for k, v in cls._params_from_training(training).items() if k in allowed}
+        try:
+            est = cls(**params)
+        except TypeError as exc:
+            raise ArtifactError(f"invalid training parameters in the manifest: {exc}") from None
+        est.schema_ = schema
+        est.encoder_ = TableEncoder(schema)
+        est.labels_ = tuple(labels)
+        est.class_rows_ = rows
+        est.privacy_ = records
+        try:
+            est._restore(manifest["architecture"], artifact.tensors)
+        except ArtifactError:
+            raise
+        except ThreedglError as exc:
+            raise ArtifactError(str(exc)) from None
+        est.manifest_ = manifest
+        return est
+
+    def privacy_statement(self) -> str:
+        """What is protected, what is released and what is not covered, in plain words."""
+        self._check_fitted()
+        return privacy_statement(self.manifest_)
+
+
+def decode_blocks(
+    encoder: TableEncoder,
+    labels: Sequence[Category | None],
+    blocks: Sequence[np.ndarray],
+    counts: Sequence[int],
+    rng: np.random.Generator,
+    categorical: Literal["argmax", "sample"] = "sample",
+) -> pd.DataFrame:
+    """Decode per-class encoded rows into one shuffled table with the class column."""
+    matrix = np.concatenate(list(blocks), axis=0) if blocks else np.zeros((0, encoder.n_outputs))
+    target = None
+    if encoder.schema.target is not None:
+        target = np.repeat(np.asarray(list(labels), dtype=object), counts)
+    order = rng.permutation(len(matrix))
+    matrix = matrix[order]
+    if target is not None:
+        target = target[order]
+    frame = encoder.decode(matrix, categorical=categorical, rng=rng, target_values=target)
+    return frame.reset_index(drop=True)

@@ -1,0 +1,113 @@
+"""The Generators Pool.
+
+A pool holds generators trained under the same public schema (by different clients). It
+samples uniformly across its generators and, by default, balanced across classes (the
+paper balanced classes): each class gets ``n / n_classes`` rows (±1), split evenly over
+the generators that have a model of that class. With ``balanced=False`` every generator
+contributes ``n / n_generators`` rows following its own released class sizes.
+
+Sampling is post-processing of DP outputs: it spends no privacy budget.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from threedgl.errors import SchemaError, ThreedglError
+from threedgl.model.base import BaseGenerator, _rng, class_counts, decode_blocks
+from threedgl.schema import Schema
+from threedgl.schema.schema import Category
+
+
+class GeneratorsPool:
+    """A set of compatible generators sampled as one.
+
+    >>> pool = GeneratorsPool.from_files(["a.3dgl", "b.3dgl"])  # doctest: +SKIP
+    >>> pool.sample(1000, random_state=0)  # doctest: +SKIP
+    """
+
+    def __init__(self, generators: Iterable[BaseGenerator]) -> None:
+        gens = list(generators)
+        if not gens:
+            raise ThreedglError("a Generators Pool needs at least one generator")
+        for i, g in enumerate(gens):
+            if not isinstance(g, BaseGenerator):
+                raise ThreedglError(f"pool member #{i} is not a threedgl generator: {g!r}")
+            g._check_fitted()
+        first = gens[0].schema_
+        for i, g in enumerate(gens[1:], start=1):
+            diff = first.differences(g.schema_)
+            if diff:
+                raise SchemaError(
+                    f"generator #{i} was trained under a different schema than generator #0: "
+                    + "; ".join(diff)
+                )
+        self.generators: list[BaseGenerator] = gens
+        self.schema: Schema = first
+
+    @classmethod
+    def from_files(cls, paths: Sequence[str | os.PathLike[str]]) -> GeneratorsPool:
+        from threedgl.model.registry import load_generator
+
+        return cls(load_generator(p) for p in paths)
+
+    def __len__(self) -> int:
+        return len(self.generators)
+
+    @property
+    def labels(self) -> tuple[Category | None, ...]:
+        """Every class label some member can generate, in the schema's order."""
+        have = {repr(lab) for g in self.generators for lab in g.labels_}
+        if self.schema.target is None:
+            return (None,)
+        return tuple(lab for lab in self.schema.labels if repr(lab) in have)
+
+    @property
+    def epsilon(self) -> float:
+        """The largest ε among members (each protects a different client's rows)."""
+        return max(g.epsilon_ for g in self.generators)
+
+    def allocation(self, n: int, balanced: bool = True) -> list[list[int]]:
+        """Rows per generator and per class (in each generator's ``labels_`` order)."""
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+            raise ThreedglError(f"n must be a non-negative int, got {n!r}")
+        alloc = [[0] * len(g.labels_) for g in self.generators]
+        if balanced:
+            labels = self.labels
+            for label, n_class in zip(labels, class_counts(int(n), [1.0] * len(labels)), strict=True):
+                owners = [
+                    (gi, g.labels_.index(label))
+                    for gi, g in enumerate(self.generators)
+                    if label in g.labels_
+                ]
+                for (gi, k), share in zip(owners, class_counts(n_class, [1.0] * len(owners)), strict=True):
+                    alloc[gi][k] += share
+        else:
+            per_gen = class_counts(int(n), [1.0] * len(self.generators))
+            for gi, g in enumerate(self.generators):
+                alloc[gi] = class_counts(per_gen[gi], g._class_weights())
+        return alloc
+
+    def sample(
+        self,
+        n: int,
+        balanced: bool = True,
+        random_state: int | np.random.Generator | None = None,
+    ) -> pd.DataFrame:
+        """``n`` synthetic rows from the pool, shuffled, in the schema's format."""
+        rng = _rng(random_state)
+        alloc = self.allocation(n, balanced)
+        blocks: list[np.ndarray] = []
+        labels: list[Category | None] = []
+        counts: list[int] = []
+        for g, per_class in zip(self.generators, alloc, strict=True):
+            for k, block in enumerate(g.sample_encoded(per_class, rng)):
+                blocks.append(block)
+                labels.append(g.labels_[k])
+                counts.append(per_class[k])
+        encoder = self.generators[0].encoder_
+        return decode_blocks(encoder, labels, blocks, counts, rng)

@@ -1,0 +1,158 @@
+"""A local privacy budget ledger: what every training has spent on each private table.
+
+Each ``3dgl train`` records, under the table's fingerprint (a sha256 of its content), the
+privacy records of the generator it wrote. Trainings on the same table compose: the
+ledger's total is computed by the accountant over all of them (sequential composition
+across trainings; within one training the classes are disjoint, so a row of class L is
+touched by the class-L model of each training). A budget can be set per table or for all
+tables; a training that would take a table's total above it is refused unless forced,
+and refused *before* its generator file is written, so nothing is released.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from threedgl.errors import PrivacyError
+from threedgl.privacy.accounting import PrivacyRecord, compose_epsilon
+
+LEDGER_ENV = "THREEDGL_LEDGER"
+DEFAULT_LEDGER = Path("~/.threedgl/ledger.json")
+ALL_TABLES = "*"
+
+
+def fingerprint(df: pd.DataFrame) -> str:
+    """A sha256 of a table's content (column names, then each row), independent of its file."""
+    h = hashlib.sha256()
+    h.update(json.dumps([str(c) for c in df.columns]).encode())
+    values = pd.util.hash_pandas_object(df.astype(str), index=False).to_numpy()
+    h.update(values.tobytes())
+    return h.hexdigest()
+
+
+@dataclass
+class Ledger:
+    """The ledger file: entries and budgets. Writes are atomic."""
+
+    path: Path
+    entries: list[dict[str, Any]]
+    budgets: dict[str, float]
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str] | None = None) -> Ledger:
+        p = Path(path or os.environ.get(LEDGER_ENV) or DEFAULT_LEDGER).expanduser()
+        if not p.exists():
+            return cls(p, [], {})
+        try:
+            data = json.loads(p.read_text(encoding="utf-8"))
+            entries = list(data["entries"])
+            budgets = {str(k): float(v) for k, v in data.get("budgets", {}).items()}
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise PrivacyError(f"ledger '{p}' is unreadable: {exc}") from None
+        return cls(p, entries, budgets)
+
+    def save(self) -> None:
+        from threedgl.schema.io import atomic_write_text
+
+        data = {"version": 1, "budgets": self.budgets, "entries": self.entries}
+        atomic_write_text(self.path, json.dumps(data, indent=2) + "\n")
+
+    # -- queries --------------------------------------------------------------------------
+    def budget(self, table: str) -> float:
+        return self.budgets.get(table, self.budgets.get(ALL_TABLES, math.inf))
+
+    def entries_for(self, table: str) -> list[dict[str, Any]]:
+        return [e for e in self.entries if e["fingerprint"] == table]
+
+    def total(self, table: str, extra: dict[str, Any] | None = None) -> tuple[float, float]:
+        """(ε, δ) of every training on ``table`` composed (plus ``extra``, a prospective entry)."""
+        entries = self.entries_for(table) + ([extra] if extra else [])
+        return compose_entries(entries)
+
+    def tables(self) -> list[str]:
+        seen: list[str] = []
+        for e in self.entries:
+            if e["fingerprint"] not in seen:
+                seen.append(e["fingerprint"])
+        return seen
+
+    # -- updates --------------------------------------------------------------------------
+    def check(
+        self, table: str, *, epsilon: float, delta: float, accountant: str, force: bool = False
+    ) -> None:
+        """Refuse early if the table's budget is already spent."""
+        spent, _ = self.total(table)
+        limit = self.budget(table)
+        if not force and spent >= limit:
+            raise PrivacyError(
+                f"the privacy budget of this table is spent: ε = {spent:.3f} of {limit:g} "
+                f"(ledger {self.path}); use --force to train anyway"
+            )
+
+    def entry(self, table: str, manifest: dict[str, Any], source: str = "") -> dict[str, Any]:
+        return {
+            "fingerprint": table,
+            "source": source,
+            "recorded": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+            "generator": manifest["generator"],
+            "target": manifest["schema"].get("target"),
+            "weights_sha256": manifest.get("weights_sha256"),
+            "models": [{"label": m["label"], "privacy": m["privacy"]} for m in manifest["models"]],
+        }
+
+    def check_entry(self, entry: dict[str, Any], force: bool = False) -> None:
+        """Refuse (before anything is released) if ``entry`` would exceed the budget."""
+        table = entry["fingerprint"]
+        total, _ = self.total(table, entry)
+        limit = self.budget(table)
+        if not force and total > limit:
+            raise PrivacyError(
+                f"this training would bring the table's total to ε = {total:.3f}, above its "
+                f"budget of {limit:g} (ledger {self.path}); nothing was written. "
+                "Use --force to release it anyway"
+            )
+
+    def record(self, entry: dict[str, Any]) -> None:
+        self.entries.append(entry)
+        self.save()
+
+
+def _records(entry: dict[str, Any]) -> list[tuple[Any, PrivacyRecord]]:
+    return [(m["label"], PrivacyRecord.from_dict(m["privacy"])) for m in entry["models"]]
+
+
+def compose_entries(entries: list[dict[str, Any]]) -> tuple[float, float]:
+    """ε, δ of several trainings on one table, composed by their accountant.
+
+    A row of class L is touched by the class-L model of every training with the same class
+    column, and by every model of a training without one. When trainings used different
+    class columns the grouping is unknown and every record is composed (an upper bound).
+    """
+    if not entries:
+        return 0.0, 0.0
+    per_entry = [_records(e) for e in entries]
+    all_records = [r for recs in per_entry for _, r in recs]
+    accountants = {r.accountant for r in all_records}
+    accountant = "rdp" if "rdp" in accountants or len(accountants) > 1 else accountants.pop()
+    # RDP composition gives (ε(δ), δ) for the δ asked; every training here used δ or less.
+    delta = max(r.delta for r in all_records)
+    if any(math.isinf(r.epsilon) for r in all_records):
+        return math.inf, delta
+    targets = {e.get("target") for e in entries if e.get("target") is not None}
+    if len(targets) > 1:
+        return compose_epsilon(all_records, max(r.delta for r in all_records), accountant), delta
+    labels = {repr(lab) for recs in per_entry for lab, _ in recs if lab is not None} or {"None"}
+    worst = 0.0
+    for label in labels:
+        group = [r for recs in per_entry for lab, r in recs if lab is None or repr(lab) == label]
+        worst = max(worst, compose_epsilon(group, max(r.delta for r in group), accountant))
+    return worst, delta
