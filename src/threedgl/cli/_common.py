@@ -9,6 +9,7 @@ from typing import NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -25,22 +26,30 @@ err_console = Console(stderr=True)
 
 
 def fail(message: str) -> NoReturn:
-    """Print one line to stderr and exit with code 2 (bad input)."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    """Print one line to stderr and exit with code 2 (bad input).
+
+    The message is escaped (a column name or path may contain ``[...]``, which rich
+    would otherwise read as markup) and flattened to one line.
+    """
+    line = " ".join(str(message).split())
+    err_console.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code=2)
 
 
 def warn(message: str) -> None:
-    err_console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+    err_console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """Turn :class:`ThreedglError` into one line and exit code 2."""
+    """Turn :class:`ThreedglError` (and file-system errors) into one line and exit code 2."""
     try:
         yield
     except ThreedglError as exc:
         fail(str(exc))
+    except OSError as exc:  # e.g. the output path is a directory or not writable
+        where = f"'{exc.filename}'" if exc.filename else "a file"
+        fail(f"cannot access {where}: {exc.strerror or exc}")
 
 
 def progress_bar(transient: bool = False) -> Progress:

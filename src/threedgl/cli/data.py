@@ -46,12 +46,14 @@ def schema_infer(
     target: str | None = typer.Option(None, "--target", "-t", help="The class column."),
     output: Path = typer.Option(..., "-o", "--output", help="Where to write schema.json."),
     categorical: list[str] = typer.Option([], "--categorical", help="Treat this numeric column as categorical (repeatable)."),
+    drop_missing: bool = typer.Option(False, "--drop-missing", help="Drop rows with missing values instead of failing."),
 ) -> None:
     """Infer a schema from a table. Bounds and categories inferred from private data are not private."""
     from threedgl.schema import infer_schema, read_table
+    from threedgl.schema.schema import apply_nan_policy
 
     with user_errors():
-        df = read_table(data)
+        df = apply_nan_policy(read_table(data), "drop" if drop_missing else "error")
         schema = infer_schema(df, target=target, categorical=categorical)
         schema.write(output)
     warn(

@@ -1,0 +1,114 @@
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from threedgl.errors import ThreedglError
+from threedgl.evaluation import EvaluationEncoder
+from threedgl.schema import CategoricalColumn, NumericColumn, Schema
+
+SCHEMA = Schema(
+    (
+        NumericColumn("age", 0, 100, integer=True),
+        NumericColumn("fare", -10.0, 10.0),
+        CategoricalColumn("port", ("C", "Q", "S")),
+        CategoricalColumn("flag", (True, False)),
+        CategoricalColumn("y", (0, 1)),
+    ),
+    target="y",
+)
+
+
+def table() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "age": [20, 30, 100, 0],
+            "fare": [0.0, 5.0, -10.0, 2.5],
+            "port": ["S", "C", "Q", "S"],
+            "flag": [True, False, True, True],
+            "y": [1, 0, 0, 1],
+        }
+    )
+
+
+def test_label_encoding_uses_schema_bounds_and_category_index() -> None:
+    X, y = EvaluationEncoder(SCHEMA).transform(table())
+    np.testing.assert_allclose(
+        X,
+        [
+            [0.2, 0.5, 1.0, 0.0],
+            [0.3, 0.75, 0.0, 1.0],
+            [1.0, 0.0, 0.5, 0.0],
+            [0.0, 0.625, 1.0, 0.0],
+        ],
+    )
+    assert y is not None and y.tolist() == [1, 0, 0, 1]
+
+
+def test_encoding_is_not_fitted_on_data() -> None:
+    enc = EvaluationEncoder(SCHEMA)
+    full, _ = enc.transform(table())
+    # one row alone encodes exactly as it does inside the table (no data-dependent scaling)
+    for i in range(len(table())):
+        row, _ = enc.transform(table().iloc[[i]])
+        np.testing.assert_allclose(row[0], full[i])
+    # a narrow-range table is not stretched to [0, 1]
+    narrow = pd.DataFrame(
+        {"age": [40, 50], "fare": [1.0, 2.0], "port": ["C", "C"], "flag": [True, True], "y": [0, 0]}
+    )
+    X, _ = enc.transform(narrow)
+    np.testing.assert_allclose(X[:, 0], [0.4, 0.5])
+    np.testing.assert_allclose(X[:, 1], [0.55, 0.6])
+
+
+def test_out_of_bounds_values_are_clipped() -> None:
+    df = table()
+    df.loc[0, "age"] = 150
+    df.loc[1, "fare"] = -50.0
+    X, _ = EvaluationEncoder(SCHEMA).transform(df)
+    assert X[0, 0] == 1.0 and X[1, 1] == 0.0
+    assert X.min() >= 0.0 and X.max() <= 1.0
+
+
+@pytest.mark.parametrize("mode", ["label", "onehot"])
+def test_round_trip(mode: str) -> None:
+    enc = EvaluationEncoder(SCHEMA, mode)  # type: ignore[arg-type]
+    X, y = enc.transform(table())
+    back = enc.inverse_transform(X, y)
+    pd.testing.assert_frame_equal(back, SCHEMA.validate(table()).reset_index(drop=True))
+
+
+def test_onehot_layout_and_include_target() -> None:
+    enc = EvaluationEncoder(SCHEMA, "onehot")
+    assert enc.feature_names == (
+        "age",
+        "fare",
+        "port=C",
+        "port=Q",
+        "port=S",
+        "flag=True",
+        "flag=False",
+    )
+    X, _ = enc.transform(table())
+    assert X.shape == (4, 7)
+    np.testing.assert_allclose(X[:, 2:5].sum(axis=1), 1.0)
+    with_target = EvaluationEncoder(SCHEMA, include_target=True)
+    Xt, yt = with_target.transform(table())
+    assert with_target.feature_names[-1] == "y"
+    np.testing.assert_allclose(Xt[:, -1], [1.0, 0.0, 0.0, 1.0])
+    assert yt is not None
+
+
+def test_table_without_class_column_gives_no_y() -> None:
+    X, y = EvaluationEncoder(SCHEMA).transform(table().drop(columns="y"))
+    assert y is None and X.shape == (4, 4)
+
+
+def test_bad_mode_and_bad_table() -> None:
+    with pytest.raises(ThreedglError, match="'encoding' parameter"):
+        EvaluationEncoder(SCHEMA, "ordinal")  # type: ignore[arg-type]
+    bad = table()
+    bad.loc[0, "port"] = "X"
+    with pytest.raises(ThreedglError, match="port"):
+        EvaluationEncoder(SCHEMA).transform(bad)

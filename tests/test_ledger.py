@@ -1,0 +1,58 @@
+"""The privacy budget ledger: totals by the accountant's composition, refusals."""
+
+from __future__ import annotations
+
+import pytest
+
+from threedgl.errors import PrivacyError
+from threedgl.privacy import PrivacyRecord, compose_epsilon
+from threedgl.privacy.ledger import Ledger, compose_entries, fingerprint
+
+
+def _entry(table: str, records: list[tuple[str, PrivacyRecord]], target: str = "y") -> dict:
+    return {
+        "fingerprint": table, "source": "t.csv", "recorded": "2026-01-01T00:00:00Z",
+        "generator": "ddp-betavae", "target": target, "weights_sha256": None,
+        "models": [{"label": lab, "privacy": r.to_dict()} for lab, r in records],
+    }
+
+
+R1 = PrivacyRecord(1.1, 0.05, 400, 1.0, "rdp", 1e-4, 1.8)
+R2 = PrivacyRecord(0.9, 0.10, 200, 1.0, "rdp", 1e-4, 2.5)
+
+
+def test_total_is_the_accountants_composition_per_class():
+    entries = [_entry("t", [("a", R1), ("b", R2)]), _entry("t", [("a", R2), ("b", R2)])]
+    total, delta = compose_entries(entries)
+    expected = max(compose_epsilon([R1, R2], 1e-4), compose_epsilon([R2, R2], 1e-4))
+    assert total == pytest.approx(expected, rel=1e-12)
+    assert delta == 1e-4
+    # the worst class (b) saw R2 twice: tighter than adding its ε's, more than one alone
+    assert total < 2 * R2.recompute_epsilon()
+    assert total > R2.recompute_epsilon()
+
+
+def test_different_class_columns_compose_everything():
+    entries = [_entry("t", [("a", R1)], target="y"), _entry("t", [("c", R1)], target="z")]
+    total, _ = compose_entries(entries)
+    assert total == pytest.approx(compose_epsilon([R1, R1], 1e-4))
+
+
+def test_budget_refuses_and_force_overrides(tmp_path):
+    book = Ledger.open(tmp_path / "ledger.json")
+    book.budgets["*"] = 3.0
+    book.record(_entry("t", [("a", R1)]))
+    again = _entry("t", [("a", R2)])
+    with pytest.raises(PrivacyError, match="above its budget of 3"):
+        book.check_entry(again)
+    book.check_entry(again, force=True)
+    reopened = Ledger.open(tmp_path / "ledger.json")
+    assert reopened.entries == book.entries and reopened.budgets == {"*": 3.0}
+
+
+def test_fingerprint_depends_on_content_only(titanic):
+    a = fingerprint(titanic.frame)
+    b = fingerprint(titanic.frame.copy())
+    changed = titanic.frame.copy()
+    changed.loc[0, "age"] = 99.0
+    assert a == b != fingerprint(changed)
