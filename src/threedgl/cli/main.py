@@ -5,12 +5,16 @@ from __future__ import annotations
 import sys
 
 import typer
+from rich.markup import escape
 
 from threedgl import __version__
+from threedgl.cli import attack as attack_commands
 from threedgl.cli import data as data_commands
+from threedgl.cli import evaluate as evaluate_commands
 from threedgl.cli import generator as generator_commands
 from threedgl.cli import privacy as privacy_commands
 from threedgl.cli import server as server_commands
+from threedgl.cli import simulate as simulate_commands
 from threedgl.cli._common import err_console
 from threedgl.errors import ThreedglError
 
@@ -41,8 +45,11 @@ def _root(
 
 data_commands.register(app)
 generator_commands.register(app)
+evaluate_commands.register(app)
 privacy_commands.register(app)
 server_commands.register(app)
+attack_commands.register(app)
+simulate_commands.register(app)
 
 
 def main() -> None:
@@ -50,7 +57,7 @@ def main() -> None:
     try:
         app()
     except ThreedglError as exc:  # pragma: no cover - commands catch their own
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         sys.exit(2)
     except KeyboardInterrupt:
         err_console.print("interrupted")

@@ -1,0 +1,224 @@
+"""Checks of an uploaded generator against its federation's protocol: one entry point.
+
+:func:`validate_upload` is the only function the server calls on an upload, so any
+further check is added here. In order:
+
+1. the file, as the library reads it (:func:`threedgl.artifact.format.read_artifact_bytes`
+   with the federation's size limit): size, no pickle, header, manifest, float32,
+   sha256 of the weights;
+2. the model itself, rebuilt by the library's loader
+   (``threedgl.model.registry.load_generator_bytes``): generator kind, labels, privacy
+   records, tensor names and shapes against the architecture;
+3. the schema in the manifest equals the federation's (``Schema.differences`` empty);
+4. each class model's privacy record: its accountant is accepted by the policy, δ is at
+   most the policy's, ε is *recomputed* by the server from (σ, q, steps, δ) with Opacus'
+   accountant, and must be at most the policy's ε; the recorded ε may not understate
+   the recomputed one by more than :data:`EPSILON_TOLERANCE`;
+5. the manifest's overall privacy statement, when it gives ε and δ, meets the policy too.
+
+Nothing here spends privacy budget: it only reads what a client released.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from threedgl.errors import ArtifactError, PrivacyError, SchemaError, ThreedglError
+
+#: A recorded ε smaller than ``(1 - EPSILON_TOLERANCE)`` × the recomputed ε is refused.
+EPSILON_TOLERANCE = 0.01
+
+
+class FederationPolicy(Protocol):
+    """What validation needs from a federation (the ORM row satisfies it)."""
+
+    name: str
+    schema: dict[str, Any]
+    max_epsilon: float
+    max_delta: float
+    accountants: list[str]
+    max_artifact_bytes: int
+
+
+class UploadRejected(ThreedglError):
+    """The upload does not meet the federation's protocol (HTTP 422)."""
+
+
+@dataclass(frozen=True)
+class CheckedModel:
+    label: Any
+    accountant: str
+    noise_multiplier: float
+    sample_rate: float
+    steps: int
+    delta: float
+    recorded_epsilon: float
+    recomputed_epsilon: float
+
+
+@dataclass(frozen=True)
+class ValidatedGenerator:
+    """An upload that passed every check, with what the server stores about it."""
+
+    sha256: str
+    size: int
+    generator: str
+    manifest: dict[str, Any]
+    epsilon: float  # the largest recomputed ε over the class models
+    delta: float  # the largest δ over the class models
+    models: tuple[CheckedModel, ...] = field(default_factory=tuple)
+
+
+def validate_upload(
+    data: bytes, federation: FederationPolicy, *, max_bytes: int | None = None
+) -> ValidatedGenerator:
+    """Check ``data`` (a ``.3dgl`` file) against ``federation``; raise :class:`UploadRejected`."""
+    from threedgl.artifact.format import read_artifact_bytes
+    from threedgl.schema.schema import Schema
+
+    limit = federation.max_artifact_bytes if max_bytes is None else max_bytes
+    try:
+        artifact = read_artifact_bytes(data, max_bytes=limit)
+    except ArtifactError as exc:
+        raise UploadRejected(f"invalid generator file: {exc}") from None
+    manifest = artifact.manifest
+
+    try:
+        _generator_loader()(data, max_bytes=limit)
+    except ThreedglError as exc:
+        raise UploadRejected(f"invalid generator: {exc}") from None
+
+    try:
+        theirs = Schema.from_dict(manifest["schema"])
+    except SchemaError as exc:
+        raise UploadRejected(f"the generator's schema is invalid: {exc}") from None
+    ours = Schema.from_dict(federation.schema)
+    diffs = ours.differences(theirs)
+    if diffs:
+        raise UploadRejected(
+            f"the generator's schema differs from the protocol of federation "
+            f"'{federation.name}': {'; '.join(diffs)}"
+        )
+
+    checked = tuple(_check_model(i, m, ours, federation) for i, m in enumerate(manifest["models"]))
+    epsilon = max(m.recomputed_epsilon for m in checked)
+    delta = max(m.delta for m in checked)
+    _check_statement(manifest.get("privacy"), epsilon, federation)
+    return ValidatedGenerator(
+        sha256=hashlib.sha256(data).hexdigest(),
+        size=len(data),
+        generator=str(manifest["generator"]),
+        manifest=manifest,
+        epsilon=epsilon,
+        delta=delta,
+        models=checked,
+    )
+
+
+def _generator_loader() -> Callable[..., Any]:
+    """The library's reader of generator bytes: rebuilds the model (tensor names, shapes)."""
+    from threedgl.model.registry import load_generator_bytes
+
+    return load_generator_bytes
+
+
+def _check_model(
+    index: int, model: dict[str, Any], schema: Any, federation: FederationPolicy
+) -> CheckedModel:
+    from threedgl.privacy.accounting import PrivacyRecord, compute_epsilon
+
+    label = model.get("label")
+    where = f"class model #{index} (label {label!r})"
+    if schema.target is not None:
+        known = {json.dumps(x) for x in schema.labels}
+        if json.dumps(label) not in known and str(label) not in {str(x) for x in schema.labels}:
+            raise UploadRejected(
+                f"{where}: the label is not one of the class labels {list(schema.labels)!r}"
+            )
+    try:
+        record = PrivacyRecord.from_dict(model["privacy"])
+    except PrivacyError as exc:
+        raise UploadRejected(f"{where}: {exc}") from None
+    if record.accountant not in federation.accountants:
+        raise UploadRejected(
+            f"{where}: accountant {record.accountant!r} is not accepted by federation "
+            f"'{federation.name}' (accepted: {', '.join(federation.accountants)})"
+        )
+    if record.delta > federation.max_delta:
+        raise UploadRejected(
+            f"{where}: delta={record.delta!r} is above the policy's max_delta="
+            f"{federation.max_delta!r}"
+        )
+    try:
+        recomputed = compute_epsilon(
+            record.noise_multiplier,
+            record.sample_rate,
+            record.steps,
+            record.delta,
+            accountant=record.accountant,
+        )
+    except PrivacyError as exc:
+        raise UploadRejected(f"{where}: {exc}") from None
+    params = (
+        f"noise_multiplier={record.noise_multiplier!r}, sample_rate={record.sample_rate!r}, "
+        f"steps={record.steps}, delta={record.delta!r}, accountant={record.accountant!r}"
+    )
+    if not math.isfinite(recomputed) or recomputed > federation.max_epsilon:
+        raise UploadRejected(
+            f"{where}: epsilon recomputed by the server is {recomputed:.4g} ({params}), above "
+            f"the policy's max_epsilon={federation.max_epsilon!r}"
+        )
+    if record.epsilon > federation.max_epsilon:
+        raise UploadRejected(
+            f"{where}: the recorded epsilon {record.epsilon:.4g} is above the policy's "
+            f"max_epsilon={federation.max_epsilon!r}"
+        )
+    if record.epsilon < (1.0 - EPSILON_TOLERANCE) * recomputed:
+        raise UploadRejected(
+            f"{where}: the recorded epsilon {record.epsilon:.4g} understates the epsilon "
+            f"recomputed by the server, {recomputed:.4g} ({params}), by more than "
+            f"{EPSILON_TOLERANCE:.0%}"
+        )
+    return CheckedModel(
+        label=label,
+        accountant=record.accountant,
+        noise_multiplier=record.noise_multiplier,
+        sample_rate=record.sample_rate,
+        steps=record.steps,
+        delta=record.delta,
+        recorded_epsilon=record.epsilon,
+        recomputed_epsilon=recomputed,
+    )
+
+
+def _check_statement(statement: Any, epsilon: float, federation: FederationPolicy) -> None:
+    """The manifest's overall (ε, δ), when numeric, must meet the policy and not understate."""
+    if not isinstance(statement, dict):
+        raise UploadRejected("the manifest's 'privacy' field must be a JSON object")
+    eps = statement.get("epsilon")
+    delta = statement.get("delta")
+    if (
+        isinstance(delta, int | float)
+        and not isinstance(delta, bool)
+        and delta > federation.max_delta
+    ):
+        raise UploadRejected(
+            f"the generator's overall delta={delta!r} is above the policy's "
+            f"max_delta={federation.max_delta!r}"
+        )
+    if isinstance(eps, int | float) and not isinstance(eps, bool):
+        if eps > federation.max_epsilon:
+            raise UploadRejected(
+                f"the generator's overall epsilon={eps!r} is above the policy's "
+                f"max_epsilon={federation.max_epsilon!r}"
+            )
+        if eps < (1.0 - EPSILON_TOLERANCE) * epsilon:
+            raise UploadRejected(
+                f"the generator's overall epsilon={eps!r} understates the largest class-model "
+                f"epsilon recomputed by the server, {epsilon:.4g}"
+            )

@@ -1,0 +1,182 @@
+"""Server parts without a live process: settings, database version, upload validation."""
+
+from __future__ import annotations
+
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine
+from sqlalchemy.orm import Session
+
+from server_fixtures import SCHEMA, generator_bytes
+from threedgl.errors import ThreedglError
+from threedgl.server.config import Settings, load_settings, secret_problem
+from threedgl.server.db import DB_SCHEMA_VERSION, DatabaseError, init_database, make_engine
+from threedgl.server.models import SchemaVersion
+from threedgl.server.security import hashes_match, is_admin_token, new_token, token_sha256
+from threedgl.server.validation import UploadRejected, validate_upload
+
+GOOD = "Zq7xK2pL9vR4tY8wN3mB6cD1"
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        None,
+        "",
+        "changeme",
+        "CHANGEME",
+        "secret",
+        "admin",
+        "password",
+        "changemechangeme",
+        "change-me",
+        "abc",
+        "aaaaaaaaaaaaaaaaaaaa",
+        "123456789012345",
+    ],
+)
+def test_weak_admin_secrets_refused(token: str | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("THREEDGL_ADMIN_TOKEN", raising=False)
+    assert secret_problem(token) is not None
+    with pytest.raises(ThreedglError, match="THREEDGL_ADMIN_TOKEN") as info:
+        load_settings(admin_token=token)
+    assert "\n" not in str(info.value)
+
+
+def test_dev_mode_generates_a_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("THREEDGL_ADMIN_TOKEN", raising=False)
+    s = load_settings(admin_token="changeme", dev=True)
+    assert s.admin_token_generated and secret_problem(s.admin_secret) is None
+
+
+def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("THREEDGL_ADMIN_TOKEN", GOOD)
+    monkeypatch.setenv("THREEDGL_MAX_UPLOAD_BYTES", "12345")
+    monkeypatch.setenv("THREEDGL_DB_URL", "postgresql+psycopg://u@h/db")
+    s = Settings()
+    assert s.admin_secret == GOOD and s.max_upload_bytes == 12345
+    assert s.database_url == "postgresql+psycopg://u@h/db"
+    monkeypatch.delenv("THREEDGL_DB_URL")
+    s = load_settings(storage=tmp_path)
+    assert s.database_url == f"sqlite:///{tmp_path.resolve() / 'threedgl-server.db'}"
+    env_file = tmp_path / "server.env"
+    env_file.write_text("THREEDGL_MAX_UPLOAD_BYTES=777\n")
+    assert load_settings(env_file).max_upload_bytes == 12345  # the environment wins
+    monkeypatch.delenv("THREEDGL_MAX_UPLOAD_BYTES")
+    assert load_settings(env_file).max_upload_bytes == 777
+    with pytest.raises(ThreedglError, match="not supported"):
+        load_settings(db_url="mysql://x@y/z")
+    assert GOOD not in repr(s)  # the secret is not shown
+
+
+def test_tokens() -> None:
+    t = new_token()
+    assert len(t) >= 43 and new_token() != t
+    assert hashes_match(token_sha256(t), token_sha256(t))
+    assert not hashes_match(None, token_sha256(t))
+    assert not hashes_match(token_sha256("other"), token_sha256(t))
+    assert is_admin_token(GOOD, GOOD) and not is_admin_token(GOOD[:-1], GOOD)
+
+
+def test_database_version_is_checked(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'v.db'}"
+    engine = make_engine(url)
+    assert init_database(engine) == DB_SCHEMA_VERSION
+    assert init_database(engine) == DB_SCHEMA_VERSION  # idempotent
+    with Session(engine) as session, session.begin():
+        session.add(SchemaVersion(version=DB_SCHEMA_VERSION + 1))
+    engine.dispose()
+    with pytest.raises(DatabaseError, match="newer than this server"):
+        init_database(make_engine(url))
+
+
+def test_unreachable_database_is_one_line() -> None:
+    engine = create_engine("postgresql+psycopg://nobody@127.0.0.1:1/none")
+    with pytest.raises(DatabaseError, match="cannot open the database") as info:
+        init_database(engine)
+    assert "\n" not in str(info.value)
+
+
+def test_accountant_names_match_the_library() -> None:
+    from threedgl.privacy import ACCOUNTANTS
+    from threedgl.server.schemas import Accountant
+
+    assert set(typing.get_args(Accountant)) == set(ACCOUNTANTS)
+
+
+@dataclass
+class Fed:
+    name: str = "f"
+    schema: dict[str, Any] = field(default_factory=SCHEMA.to_dict)
+    max_epsilon: float = 1.9
+    max_delta: float = 1e-4
+    accountants: list[str] = field(default_factory=lambda: ["rdp", "prv"])
+    max_artifact_bytes: int = 1_000_000
+
+
+def test_validate_upload_accepts_and_recomputes(tmp_path: Path) -> None:
+    data = generator_bytes(tmp_path)
+    checked = validate_upload(data, Fed())
+    assert checked.size == len(data) and len(checked.sha256) == 64
+    assert 1.0 < checked.epsilon < 1.9 and checked.delta == 1e-4
+    assert [m.label for m in checked.models] == ["0", "1"]
+    prv = validate_upload(generator_bytes(tmp_path, accountant="prv"), Fed())
+    assert prv.models[0].accountant == "prv"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "policy", "words"),
+    [
+        ({"sigma": 1.0}, {"max_epsilon": 1.5}, "above the policy's max_epsilon=1.5"),
+        ({"recorded_epsilon": 1.0}, {}, "understates"),
+        ({"delta": 1e-3}, {}, "max_delta"),
+        ({"accountant": "prv"}, {"accountants": ["rdp"]}, "not accepted"),
+        ({}, {"max_artifact_bytes": 100}, "above the limit of 100 bytes"),
+    ],
+)
+def test_validate_upload_refuses(
+    kwargs: dict[str, Any], policy: dict[str, Any], words: str, tmp_path: Path
+) -> None:
+    with pytest.raises(UploadRejected, match=words.replace("(", r"\(")):
+        validate_upload(generator_bytes(tmp_path, **kwargs), Fed(**policy))
+
+
+def test_validate_upload_tolerates_one_percent(tmp_path: Path) -> None:
+    from server_fixtures import DELTA, SAMPLE_RATE, SIGMA, STEPS, epsilon
+
+    eps = epsilon(SIGMA, SAMPLE_RATE, STEPS, DELTA)
+    validate_upload(generator_bytes(tmp_path, recorded_epsilon=eps * 0.995), Fed())
+    with pytest.raises(UploadRejected, match="understates"):
+        validate_upload(generator_bytes(tmp_path, recorded_epsilon=eps * 0.985), Fed())
+
+
+def test_importing_the_server_creates_nothing() -> None:
+    import importlib
+
+    for module in (
+        "threedgl.server",
+        "threedgl.server.app",
+        "threedgl.server.routes",
+        "threedgl.server.deps",
+        "threedgl.server.db",
+        "threedgl.server.client",
+    ):
+        mod = importlib.import_module(module)
+        assert not any(type(v).__name__ in ("Engine", "FastAPI") for v in vars(mod).values())
+
+
+def test_validate_upload_rebuilds_the_model(tmp_path: Path) -> None:
+    """A file that reads but whose tensors do not fit its architecture is refused."""
+    from threedgl.artifact.format import read_artifact_bytes, write_artifact
+
+    artifact = read_artifact_bytes(generator_bytes(tmp_path, seed=3))
+    tensors = dict(artifact.tensors)
+    tensors.pop(sorted(tensors)[0])
+    path = tmp_path / "broken.3dgl"
+    write_artifact(path, artifact.manifest, tensors)
+    with pytest.raises(UploadRejected, match="invalid generator"):
+        validate_upload(path.read_bytes(), Fed())
