@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
 import typer
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 from threedgl.cli._common import console, err_console, fail, frame_table, user_errors
 
@@ -22,6 +25,8 @@ def evaluate(
     pool_size: int = typer.Option(20_000, "--pool-size", help="Synthetic rows sampled once for the size sweep."),
 ) -> None:
     """Train on synthetic, test on real: utility, size sweep, discriminator, KLD, TLD, fidelity."""
+    import pandas as pd
+
     from threedgl.evaluation import evaluate_generator_table
     from threedgl.evaluation.sweep import interleave_classes, size_sweep
     from threedgl.pool import GeneratorsPool
@@ -75,6 +80,7 @@ def reproduce(
     privacy: bool = typer.Option(True, "--privacy/--no-privacy", help="Also run the membership-inference privacy table."),
 ) -> None:
     """Run the paper's experiments on the bundled datasets and print each table beside the paper's."""
+
     from threedgl import datasets
     from threedgl.evaluation import reproduce as rep
 
@@ -114,6 +120,8 @@ def _federation_tables(names: list[str], seeds: int, quick: bool, epochs: int | 
 
 
 def _privacy_table(names: list[str], quick: bool) -> dict[str, pd.DataFrame]:
+    import pandas as pd
+
     try:
         from threedgl.evaluation.attacks import privacy_table
     except ImportError:  # pragma: no cover

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
 import typer
+
+if TYPE_CHECKING:
+    pass
 
 from threedgl.cli._common import console, frame_table, user_errors
 
@@ -17,6 +20,8 @@ def budget(
     table: str | None = typer.Option(None, "--table", help="A table fingerprint (or a prefix of one)."),
 ) -> None:
     """Show the ε spent on each private table by every training, and the composed total."""
+    import pandas as pd
+
     from threedgl.errors import PrivacyError
     from threedgl.privacy.ledger import ALL_TABLES, Ledger, compose_entries
 

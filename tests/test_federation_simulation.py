@@ -1,0 +1,256 @@
+"""The 3DGL simulation: sealed test set, worker-count invariance, reports, the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from threedgl import DPMarginals, GeneratorsPool, datasets
+from threedgl.errors import ThreedglError
+from threedgl.federation import (
+    SCENARIOS,
+    EvaluationOptions,
+    InMemoryServer,
+    PresetFactory,
+    SimulationResult,
+    simulate,
+    stratified_folds,
+    tables_iv_v,
+)
+from threedgl.federation import simulation as sim_mod
+
+FAST = EvaluationOptions(pool_min_rows=400, pool_factor=4, cv_folds=5, rpp_cv_folds=3)
+
+
+class RecordingFrame(pd.DataFrame):
+    """A DataFrame that logs every attribute access (once armed) with the current phase."""
+
+    @property
+    def _constructor(self) -> type[pd.DataFrame]:
+        return pd.DataFrame  # frames derived from it are plain (only reads of it are logged)
+
+    def __getattribute__(self, name: str) -> Any:
+        state = object.__getattribute__(self, "__dict__").get("_recording")
+        if state is not None:
+            state["log"].append((name, state["phase"]))
+        return super().__getattribute__(name)
+
+
+def _recording(df: pd.DataFrame) -> tuple[RecordingFrame, dict[str, Any]]:
+    wrapped = RecordingFrame(df.copy())
+    state: dict[str, Any] = {"log": [], "phase": "selection"}
+    object.__setattr__(wrapped, "_recording", state)
+    return wrapped, state
+
+
+def _marginals(df: pd.DataFrame, schema: Any, seed: int) -> DPMarginals:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return DPMarginals(epsilon=float("inf"), random_state=seed).fit(df, schema=schema)
+
+
+def test_fold_test_never_reads_the_test_set_before_final_scoring(monkeypatch: pytest.MonkeyPatch) -> None:
+    ds = datasets.load("titanic")
+    test = ds.frame.iloc[:130]
+    folds = stratified_folds(ds.frame.iloc[130:], ds.target, 4, random_state=0)
+    gens = [_marginals(f, ds.schema, i) for i, f in enumerate(folds)]
+    pool = GeneratorsPool(gens)
+    recorded, state = _recording(test)
+
+    original = sim_mod.score_on_test
+    seen: dict[str, Any] = {}
+
+    def final_scoring(selection: Any, *args: Any, **kwargs: Any) -> Any:
+        seen["before"] = list(state["log"])
+        seen["fold_test_size"] = selection.pool_sweep.best_size
+        state["phase"] = "final"
+        return original(selection, *args, **kwargs)
+
+    sweeps: list[tuple[bool, str]] = []
+    original_sweep = sim_mod.size_sweep
+
+    def spy_sweep(synthetic: Any, selection_df: Any, *args: Any, **kwargs: Any) -> Any:
+        sweeps.append((selection_df is recorded, state["phase"]))
+        return original_sweep(synthetic, selection_df, *args, **kwargs)
+
+    monkeypatch.setattr(sim_mod, "score_on_test", final_scoring)
+    monkeypatch.setattr(sim_mod, "size_sweep", spy_sweep)
+    out = sim_mod.evaluate_client(folds[0], recorded, pool, gens[0], ds.schema, ds.positive_label,
+                                  FAST, random_state=7)
+    assert "before" in seen, "the final scoring was never called"
+    assert seen["before"] == []  # not a single access to the test set before final scoring
+    assert state["log"], "the final scoring must read the test set"
+    assert all(phase == "final" for _, phase in state["log"])
+    # every sweep that selected on the test set (Test-Test only) ran after the final phase began
+    assert any(on_test for on_test, _ in sweeps)
+    assert all(phase == "final" for on_test, phase in sweeps if on_test)
+    assert out["fold_test"]["synthetic_rows"] == seen["fold_test_size"]
+    assert out["fold_fold"]["synthetic_rows"] == seen["fold_test_size"]
+    assert set(out) == set(SCENARIOS) - {"centralized"}
+    for scores in out.values():
+        for m in ("accuracy", "f1", "auc"):
+            assert 0.0 <= scores[m] <= 1.0
+
+
+def test_select_on_own_data_takes_no_test_set() -> None:
+    import inspect
+
+    params = inspect.signature(sim_mod.select_on_own_data).parameters
+    assert not any("test" in name for name in params)
+
+
+def _run(workers: int, **kwargs: Any) -> SimulationResult:
+    # epsilon=inf skips the (slow) noise calibration; DP training itself is covered elsewhere
+    return simulate("titanic", clients=3, epochs=1, epsilon=float("inf"), workers=workers,
+                    random_state=11, options=FAST, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def one_worker() -> SimulationResult:
+    return _run(1)
+
+
+def test_same_seed_same_results_with_1_and_2_workers(one_worker: SimulationResult) -> None:
+    two = _run(2)
+    pd.testing.assert_frame_equal(one_worker.to_frame(), two.to_frame())
+    # seeds are derived per (random_state, seed index, purpose, client): all distinct
+    seeds = {sim_mod.derive_seed(11, s, p, c) for s in range(2) for p in range(4) for c in range(3)}
+    assert len(seeds) == 24
+    assert sim_mod.derive_seed(11, 0, 2, 1) != sim_mod.derive_seed(12, 0, 2, 1)
+
+
+def test_result_shapes_and_reports(one_worker: SimulationResult, tmp_path: Path) -> None:
+    frame = one_worker.to_frame()
+    assert len(frame) == 3 * len(SCENARIOS)
+    assert set(frame["scenario"]) == set(SCENARIOS)
+    assert frame[["accuracy", "f1"]].stack().between(0, 100).all()
+    central = frame[frame["scenario"] == "centralized"]
+    assert central["accuracy"].nunique() == 1  # the same upper bound for every client
+    summary = one_worker.summary()
+    assert list(summary.index) == list(SCENARIOS)
+    local = frame[frame["scenario"] == "local_test"]["accuracy"].mean()
+    fold_test = frame[frame["scenario"] == "fold_test"]["accuracy"].mean()
+    assert summary.loc["fold_test", "accuracy_gain"] == pytest.approx(fold_test - local)
+    gains = one_worker.gains()
+    assert set(gains["scenario"]) == {"fold_fold", "fold_test", "test_test", "own_generator",
+                                      "real_plus_pool", "centralized"}
+    paths = one_worker.write(tmp_path / "out")
+    assert paths["plot"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    md = paths["markdown"].read_text()
+    assert "Fold-Test" in md and "Beside the paper" in md
+    data = json.loads(paths["json"].read_text())
+    assert data["config"]["clients"] == 3 and len(data["records"]) == len(frame)
+    assert len(pd.read_csv(paths["clients_csv"])) == len(frame)
+    table_iv, table_v = tables_iv_v({"titanic": one_worker})
+    assert table_iv.loc[0, "dataset"] == "titanic"
+    assert table_iv.loc[0, "Accuracy Real paper"] == 77.28
+    assert table_iv.loc[0, "Accuracy Real ours"] == pytest.approx(summary.loc["local_cv", "accuracy"])
+    assert table_v.loc[0, "F1 Synth(Fold-Test) paper"] == 64.71
+    assert table_v.iloc[-1]["dataset"] == "mean gain vs Real"
+    assert table_v.iloc[-1]["Accuracy Synth(Fold-Test) paper"] == pytest.approx(1.26, abs=0.01)
+
+
+class _RecordingServer(InMemoryServer):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[str, int]] = []
+
+    def publish(self, client: int, artifact: bytes) -> None:
+        self.calls.append(("publish", client))
+        super().publish(client, artifact)
+
+    def pull(self, client: int) -> list[bytes]:
+        self.calls.append(("pull", client))
+        return super().pull(client)
+
+
+def _marginals_factory(client: int, random_state: int) -> DPMarginals:
+    return DPMarginals(epsilon=1.0, random_state=random_state)
+
+
+def test_server_seam_custom_factory_and_dirichlet() -> None:
+    server = _RecordingServer()
+    result = simulate(datasets.load("breast-cancer"), clients=4, split="dirichlet:0.3", workers=1,
+                      generator_factory=_marginals_factory, server=server, options=FAST)
+    assert [c for c in server.calls if c[0] == "publish"] == [("publish", c) for c in range(4)]
+    assert server.calls.index(("pull", 0)) > server.calls.index(("publish", 3))
+    frame = result.to_frame()
+    shares = frame.groupby("client")["client_positive_share"].first()
+    assert shares.std() > 10  # label skew, in %
+    assert result.config["split"] == "dirichlet:0.3"
+
+
+def test_pool_is_refused_to_a_client_that_did_not_publish() -> None:
+    server = InMemoryServer()
+    with pytest.raises(ThreedglError, match="publish"):
+        server.pull(0)
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(ThreedglError, match="unknown dataset"):
+        simulate("nope")
+    with pytest.raises(ThreedglError, match="split"):
+        simulate("titanic", split="iid")
+    with pytest.raises(ThreedglError, match="clients"):
+        simulate("titanic", clients=1)
+    with pytest.raises(ThreedglError, match="target"):
+        simulate(pd.DataFrame({"a": [1, 2]}))
+    assert PresetFactory("titanic", epochs=3)(0, 1).get_params()["epochs"] == 3
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    exe = Path(sys.executable).with_name("3dgl")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "threedgl.cli.main"]
+    env = {**os.environ, "COLUMNS": "200"}
+    return subprocess.run([*cmd, *args], cwd=cwd, capture_output=True, text=True, timeout=300, env=env)
+
+
+def test_cli_simulate_end_to_end(tmp_path: Path) -> None:
+    proc = _cli("simulate", "titanic", "--clients", "3", "--epochs", "2", "--out", "tmp", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    out = tmp_path / "tmp"
+    for name in ("report.md", "clients.csv", "summary.csv", "results.json", "gains.png"):
+        assert (out / name).is_file(), name
+    assert "fold_test" in proc.stdout and "local_test" in proc.stdout
+    assert len(pd.read_csv(out / "clients.csv")) == 3 * len(SCENARIOS)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["simulate", "nope"], "neither a bundled dataset"),
+        (["simulate", "titanic", "--split", "iid"], "invalid split"),
+        (["simulate", "titanic", "--clients", "1"], "at least 2"),
+    ],
+)
+def test_cli_bad_input_one_line_exit_2(
+    capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    from threedgl.cli.main import app
+
+    with pytest.raises(SystemExit) as exc:
+        app(args, prog_name="3dgl")
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_seeds_give_std(tmp_path: Path) -> None:
+    result = simulate(datasets.load("breast-cancer"), clients=2, seeds=2, workers=1,
+                      generator_factory=_marginals_factory, options=FAST)
+    summary = result.summary()
+    assert (summary["accuracy_std"] >= 0).all()
+    assert summary.loc["centralized", "accuracy_std"] > 0 or np.isclose(
+        summary.loc["centralized", "accuracy_std"], 0
+    )
+    assert sorted(result.to_frame()["seed"].unique()) == [0, 1]
