@@ -22,6 +22,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from threedgl.evaluation.attacks import (
+    AttackResult,
+    dcr_attack,
+    domias_attack,
+    logan_attack,
+    privacy_table,
+    run_attacks,
+)
 from threedgl.evaluation.discriminator import discriminator_scores
 from threedgl.evaluation.divergence import feature_kld, mean_kld, tld
 from threedgl.evaluation.encoding import EvaluationEncoder
@@ -35,12 +43,16 @@ from threedgl.evaluation.utility import _target_column, minority_label, utility_
 from threedgl.schema import Schema
 
 __all__ = [
+    "AttackResult",
     "EvaluationEncoder",
     "SweepResult",
+    "dcr_attack",
     "discriminator_scores",
+    "domias_attack",
     "evaluate_generator_table",
     "feature_kld",
     "interleave_classes",
+    "logan_attack",
     "mean_kld",
     "minority_label",
     "pairwise_association",
@@ -48,6 +60,8 @@ __all__ = [
     "pairwise_fidelity",
     "plot_marginals",
     "plot_sweep",
+    "privacy_table",
+    "run_attacks",
     "size_sweep",
     "tld",
     "utility_scores",
