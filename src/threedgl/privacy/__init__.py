@@ -1,0 +1,19 @@
+"""Differential privacy: accounting (:mod:`.accounting`) and DP-Adam (:mod:`.dp_adam`)."""
+
+from threedgl.privacy.accounting import (
+    ACCOUNTANTS,
+    PrivacyRecord,
+    calibrate_noise_multiplier,
+    compose_epsilon,
+    compute_epsilon,
+    rdp_optimal_order,
+)
+
+__all__ = [
+    "ACCOUNTANTS",
+    "PrivacyRecord",
+    "calibrate_noise_multiplier",
+    "compose_epsilon",
+    "compute_epsilon",
+    "rdp_optimal_order",
+]

@@ -1,0 +1,181 @@
+"""DP-Adam: the only code in threedgl that spends privacy budget.
+
+One step for each of M independent models trained together (model m has its own data,
+sampling rate q_m, noise multiplier σ_m, clipping norm C_m, step budget and generator):
+
+1. Poisson sampling: every row of model m's data joins the batch independently with
+   probability q_m (:func:`poisson_sample`). Batches are padded to a common length and
+   masked, padded rows contribute exactly zero.
+2. Per-sample clipping to C_m. All parameters are linear layers z = a Wᵀ + b, so the
+   per-sample gradients are ∂W_i = δ_i a_iᵀ and ∂b_i = δ_i with δ_i = ∂ℓ_i/∂z_i, and
+   ‖∂W_i‖² = ‖δ_i‖²·‖a_i‖², ‖∂b_i‖² = ‖δ_i‖² ("ghost norm"): the norm is known without
+   materialising per-sample gradients. Clip factor c_i = min(1, C / (‖g_i‖ + 1e-6)),
+   exactly as Opacus. The clipped sum Σ_i c_i ∂W_i = (c⊙δ)ᵀ a is one matmul.
+3. Gaussian noise N(0, σ²C²) on each summed clipped gradient, then division by the
+   expected batch size q_m·n_m (Opacus, Poisson sampling, loss_reduction="mean").
+4. An Adam update identical to ``torch.optim.Adam`` (with bias correction).
+
+The sensitivity argument: changing one row changes the sum in 2. by at most C_m in
+L2 norm (its clipped gradient), so step 3 is the subsampled Gaussian mechanism the
+accountant (:mod:`threedgl.privacy.accounting`) charges for, once per step.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from threedgl.errors import PrivacyError
+
+__all__ = ["DPAdam", "poisson_sample"]
+
+CLIP_EPS = 1e-6  # Opacus's constant in min(1, C / (norm + 1e-6))
+
+
+def poisson_sample(
+    n_rows: Sequence[int],
+    sample_rates: Sequence[float],
+    generators: Sequence[torch.Generator],
+    active: Sequence[bool],
+) -> tuple[Tensor, Tensor]:
+    """Poisson batches for M models: indices (M, B) padded with 0 and a 0/1 mask (M, B).
+
+    Row j of model m is in the batch iff U_j < q_m, with U drawn from ``generators[m]``.
+    Inactive (finished) models draw nothing and get an empty batch.
+    """
+    picks = []
+    for n, q, g, on in zip(n_rows, sample_rates, generators, active, strict=True):
+        if on:
+            picks.append(torch.nonzero(torch.rand(n, generator=g) < q).flatten())
+        else:
+            picks.append(torch.zeros(0, dtype=torch.long))
+    width = max(1, max(len(p) for p in picks))
+    index = torch.zeros(len(picks), width, dtype=torch.long)
+    mask = torch.zeros(len(picks), width)
+    for m, p in enumerate(picks):
+        index[m, : len(p)] = p
+        mask[m, : len(p)] = 1.0
+    return index, mask
+
+
+class DPAdam:
+    """DP-Adam over a stack of linear layers ``(W: (M, out, in), b: (M, out))``.
+
+    ``step`` takes the per-sample losses (M, B), the batch mask (M, B) and, for every
+    layer in the same order as ``layers``, its input ``a`` (M, B, in) and pre-activation
+    output ``z`` (M, B, out) recorded by the forward pass. With ``noise_multipliers`` 0 and
+    ``max_grad_norms`` inf it is plain Adam on Σ_i ℓ_i / (q·n).
+    """
+
+    def __init__(
+        self,
+        layers: Sequence[tuple[Tensor, Tensor]],
+        *,
+        noise_multipliers: Sequence[float],
+        max_grad_norms: Sequence[float],
+        expected_batch_sizes: Sequence[float],
+        steps: Sequence[int],
+        generators: Sequence[torch.Generator],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+    ) -> None:
+        self.params = [p for layer in layers for p in layer]  # W0, b0, W1, b1, ...
+        m = layers[0][0].shape[0]
+        for name, seq in (
+            ("noise_multipliers", noise_multipliers),
+            ("max_grad_norms", max_grad_norms),
+            ("expected_batch_sizes", expected_batch_sizes),
+            ("steps", steps),
+            ("generators", generators),
+        ):
+            if len(seq) != m:
+                raise ValueError(f"{name} has {len(seq)} entries for {m} models")
+        self.sigma = [float(s) for s in noise_multipliers]
+        if any(
+            s > 0 and not math.isfinite(c) for s, c in zip(self.sigma, max_grad_norms, strict=True)
+        ):
+            raise PrivacyError("Noise needs a finite max_grad_norm (the noise std is σ·C).")
+        self.clip = torch.tensor([float(c) for c in max_grad_norms])
+        self.batch = torch.tensor([float(b) for b in expected_batch_sizes])
+        self.total_steps = torch.tensor(list(steps), dtype=torch.long)
+        self.steps_done = torch.zeros(m, dtype=torch.long)
+        self.generators = list(generators)
+        self.lr, self.betas, self.eps = lr, betas, eps
+        self.exp_avg = [torch.zeros_like(p) for p in self.params]
+        self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
+
+    @property
+    def active(self) -> Tensor:
+        """(M,) bool: models that still have steps left."""
+        return self.steps_done < self.total_steps
+
+    def step(self, losses: Tensor, mask: Tensor, records: Sequence[tuple[Tensor, Tensor]]) -> None:
+        """One DP-Adam step for every active model."""
+        active = self.active
+        grads, _ = self.clipped_sums(losses, mask, records)
+        self.add_noise(grads, active)
+        self._adam(grads, active)
+
+    def clipped_sums(
+        self, losses: Tensor, mask: Tensor, records: Sequence[tuple[Tensor, Tensor]]
+    ) -> tuple[list[Tensor], Tensor]:
+        """Σ_i c_i g_i for every parameter (W0, b0, W1, ...) and the per-sample norms (M, B)."""
+        # δ = ∂(Σ_i mask_i ℓ_i)/∂z: per-sample output gradients (zero on padded rows).
+        deltas = torch.autograd.grad((losses * mask).sum(), [z for _, z in records])
+        acts = [a.detach() for a, _ in records]
+        # Ghost norms: ‖g_i‖² = Σ_layers ‖δ_i‖² (‖a_i‖² + 1)   (the +1 is the bias).
+        sq = torch.zeros_like(mask)
+        for a, d in zip(acts, deltas, strict=True):
+            sq = sq + d.square().sum(-1) * (a.square().sum(-1) + 1.0)
+        norms = sq.sqrt()
+        factor = (self.clip[:, None] / (norms + CLIP_EPS)).clamp(max=1.0) * mask
+        grads: list[Tensor] = []
+        for a, d in zip(acts, deltas, strict=True):
+            cd = d * factor[..., None]  # c_i·δ_i, (M, B, out)
+            grads.append(torch.bmm(cd.transpose(1, 2), a))  # Σ_i c_i δ_i a_iᵀ, (M, out, in)
+            grads.append(cd.sum(1))  # Σ_i c_i δ_i, (M, out)
+        return grads, norms
+
+    def add_noise(self, grads: list[Tensor], active: Tensor) -> None:
+        """Add N(0, (σ_m C_m)²) to model m's summed gradients, in place.
+
+        Drawn from model m's own generator in parameter order (as Opacus does); finished
+        models and models without noise draw nothing.
+        """
+        for m in range(len(self.sigma)):
+            if not bool(active[m]) or self.sigma[m] == 0.0:
+                continue
+            std = self.sigma[m] * float(self.clip[m])
+            for g in grads:
+                g[m] += torch.normal(0.0, std, g.shape[1:], generator=self.generators[m])
+
+    @torch.no_grad()
+    def _adam(self, grads: list[Tensor], active: Tensor) -> None:
+        """torch.optim.Adam's update on (Σ clipped + noise) / (q·n), per active model."""
+        beta1, beta2 = self.betas
+        t = (self.steps_done + active.long()).clamp(min=1).double()
+        step_size = (self.lr / (1.0 - beta1**t)).float()  # (M,)
+        bc2_sqrt = (1.0 - beta2**t).sqrt().float()
+        every = bool(active.all())
+        for p, g, m1, m2 in zip(self.params, grads, self.exp_avg, self.exp_avg_sq, strict=True):
+            shape = (-1,) + (1,) * (p.dim() - 1)
+            g = g / self.batch.view(shape)
+            if every:  # fast path: the same update in place
+                m1.lerp_(g, 1.0 - beta1)
+                m2.mul_(beta2).addcmul_(g, g, value=1.0 - beta2)
+                denom = (m2.sqrt() / bc2_sqrt.view(shape)).add_(self.eps)
+                p.sub_(step_size.view(shape) * m1 / denom)
+                continue
+            on = active.view(shape)  # finished models keep parameters and moments
+            new_m1 = torch.lerp(m1, g, 1.0 - beta1)
+            new_m2 = (m2 * beta2).addcmul_(g, g, value=1.0 - beta2)
+            denom = new_m2.sqrt() / bc2_sqrt.view(shape) + self.eps
+            new_p = p - step_size.view(shape) * new_m1 / denom
+            m1.copy_(torch.where(on, new_m1, m1))
+            m2.copy_(torch.where(on, new_m2, m2))
+            p.copy_(torch.where(on, new_p, p))
+        self.steps_done += active.long()
