@@ -52,7 +52,12 @@ PATHS = _command_paths()
 
 
 def test_command_tree_has_the_data_commands() -> None:
-    for path in (["datasets", "list"], ["datasets", "export"], ["schema", "infer"], ["schema", "validate"]):
+    for path in (
+        ["datasets", "list"],
+        ["datasets", "export"],
+        ["schema", "infer"],
+        ["schema", "validate"],
+    ):
         assert path in PATHS
 
 

@@ -37,12 +37,29 @@ def test_round_trip_keeps_weights_and_manifest(titanic_generator, titanic_file):
 
 def test_manifest_holds_what_the_issue_lists(titanic_file):
     m = read_artifact(titanic_file).manifest
-    for key in ("format_version", "schema", "labels", "architecture", "models", "privacy",
-                "training", "library_version", "created", "weights_sha256"):
+    for key in (
+        "format_version",
+        "schema",
+        "labels",
+        "architecture",
+        "models",
+        "privacy",
+        "training",
+        "library_version",
+        "created",
+        "weights_sha256",
+    ):
         assert key in m
     for model in m["models"]:
-        assert set(model["privacy"]) == {"noise_multiplier", "sample_rate", "steps",
-                                         "max_grad_norm", "accountant", "delta", "epsilon"}
+        assert set(model["privacy"]) == {
+            "noise_multiplier",
+            "sample_rate",
+            "steps",
+            "max_grad_norm",
+            "accountant",
+            "delta",
+            "epsilon",
+        }
     assert m["privacy"]["epsilon"] <= 1.9
     assert "add/remove" in m["privacy"]["adjacency"]
     assert "parallel composition" in m["privacy"]["composition"]

@@ -112,8 +112,12 @@ def test_datasets_export_parquet(tmp_path: Path) -> None:
 
 
 def test_datasets_export_bad(tmp_path: Path) -> None:
-    assert_user_error(run("datasets", "export", "nope", "-o", tmp_path / "e.csv"), "Unknown dataset 'nope'")
-    assert_user_error(run("datasets", "export", "titanic", "-o", tmp_path / "e.xlsx"), "e.xlsx", "unsupported")
+    assert_user_error(
+        run("datasets", "export", "nope", "-o", tmp_path / "e.csv"), "Unknown dataset 'nope'"
+    )
+    assert_user_error(
+        run("datasets", "export", "titanic", "-o", tmp_path / "e.xlsx"), "e.xlsx", "unsupported"
+    )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -173,8 +177,12 @@ BAD_VALIDATE = [
 ]
 
 
-@pytest.mark.parametrize(("name", "content", "needles"), BAD_VALIDATE, ids=[b[0] for b in BAD_VALIDATE])
-def test_validate_bad_input(tmp_path: Path, good: tuple[Path, Path], name, content, needles) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize(
+    ("name", "content", "needles"), BAD_VALIDATE, ids=[b[0] for b in BAD_VALIDATE]
+)
+def test_validate_bad_input(
+    tmp_path: Path, good: tuple[Path, Path], name, content, needles
+) -> None:  # type: ignore[no-untyped-def]
     _, schema = good
     data = tmp_path / name
     if content is not None:
@@ -184,7 +192,9 @@ def test_validate_bad_input(tmp_path: Path, good: tuple[Path, Path], name, conte
 
 def test_validate_bad_schema_file(tmp_path: Path, good: tuple[Path, Path]) -> None:
     data, _ = good
-    assert_user_error(run("schema", "validate", data, "-s", tmp_path / "no.json"), "no.json", "does not exist")
+    assert_user_error(
+        run("schema", "validate", data, "-s", tmp_path / "no.json"), "no.json", "does not exist"
+    )
     bad = tmp_path / "bad.json"
     bad.write_text("{oops")
     assert_user_error(run("schema", "validate", data, "-s", bad), "bad.json", "not valid JSON")
@@ -193,14 +203,28 @@ def test_validate_bad_schema_file(tmp_path: Path, good: tuple[Path, Path]) -> No
 BAD_INFER = [
     ("missing.csv", None, ["--target", "y"], ["missing.csv", "does not exist"]),
     ("empty.csv", "a,b,y\n", ["--target", "y"], ["no rows"]),
-    ("good.csv", "a,b,y\n1,x,p\n", ["--target", "nope"], ["class column 'nope'", "not in the table"]),
+    (
+        "good.csv",
+        "a,b,y\n1,x,p\n",
+        ["--target", "nope"],
+        ["class column 'nope'", "not in the table"],
+    ),
     ("nan.csv", "a,b,y\n1,x,p\n,y,q\n", ["--target", "y"], ["column 'a'", "1 missing"]),
-    ("cat.csv", "a,b,y\n1,x,p\n", ["--target", "y", "--categorical", "zz"], ["'zz'", "not in the table"]),
+    (
+        "cat.csv",
+        "a,b,y\n1,x,p\n",
+        ["--target", "y", "--categorical", "zz"],
+        ["'zz'", "not in the table"],
+    ),
     ("we[red]ird.csv", "a,b,y\n1,x,p\n", ["--target", "[/]"], ["class column '[/]'"]),
 ]
 
 
-@pytest.mark.parametrize(("name", "content", "opts", "needles"), BAD_INFER, ids=[b[0] + str(i) for i, b in enumerate(BAD_INFER)])
+@pytest.mark.parametrize(
+    ("name", "content", "opts", "needles"),
+    BAD_INFER,
+    ids=[b[0] + str(i) for i, b in enumerate(BAD_INFER)],
+)
 def test_infer_bad_input_writes_nothing(tmp_path: Path, name, content, opts, needles) -> None:  # type: ignore[no-untyped-def]
     data = tmp_path / name
     if content is not None:
@@ -248,5 +272,7 @@ def test_executable_success_and_bad_inputs(tmp_path: Path) -> None:
     nan = tmp_path / "nan.csv"
     nan.write_text("a,b,y\n1,x,p\n,y,q\n")
     out = tmp_path / "never.json"
-    assert_sh_user_error(sh("schema", "infer", nan, "-t", "y", "-o", out), "column 'a'", "1 missing")
+    assert_sh_user_error(
+        sh("schema", "infer", nan, "-t", "y", "-o", out), "column 'a'", "1 missing"
+    )
     assert not out.exists()

@@ -173,11 +173,13 @@ def test_decode_sample() -> None:
     same = enc.decode(m, categorical="sample", rng=np.random.default_rng(0))
     pd.testing.assert_frame_equal(out, same)
     # zero, negative or NaN scores: uniform; one positive score: always that one
-    z = enc.decode(np.tile([-1.0, np.nan, 0.5], (n, 1)), categorical="sample",
-                   rng=np.random.default_rng(1))
+    z = enc.decode(
+        np.tile([-1.0, np.nan, 0.5], (n, 1)), categorical="sample", rng=np.random.default_rng(1)
+    )
     assert abs(z["c"].mean() - 0.5) < 0.04
-    one = enc.decode(np.tile([0.0, 3.0, 0.5], (100, 1)), categorical="sample",
-                     rng=np.random.default_rng(2))
+    one = enc.decode(
+        np.tile([0.0, 3.0, 0.5], (100, 1)), categorical="sample", rng=np.random.default_rng(2)
+    )
     assert not one["c"].any()
 
 

@@ -11,8 +11,12 @@ from threedgl.privacy.ledger import Ledger, compose_entries, fingerprint
 
 def _entry(table: str, records: list[tuple[str, PrivacyRecord]], target: str = "y") -> dict:
     return {
-        "fingerprint": table, "source": "t.csv", "recorded": "2026-01-01T00:00:00Z",
-        "generator": "ddp-betavae", "target": target, "weights_sha256": None,
+        "fingerprint": table,
+        "source": "t.csv",
+        "recorded": "2026-01-01T00:00:00Z",
+        "generator": "ddp-betavae",
+        "target": target,
+        "weights_sha256": None,
         "models": [{"label": lab, "privacy": r.to_dict()} for lab, r in records],
     }
 

@@ -117,7 +117,10 @@ def test_not_fitted_error_names_fit():
 @pytest.mark.parametrize(
     ("params", "match"),
     [
-        ({"epsilon": -1.0}, r"'epsilon' parameter of DDPBetaVAE must be a float in the range \(0, inf\]"),
+        (
+            {"epsilon": -1.0},
+            r"'epsilon' parameter of DDPBetaVAE must be a float in the range \(0, inf\]",
+        ),
         ({"delta": 2.0}, r"'delta' parameter of DDPBetaVAE must be a float in the range \(0, 1\)"),
         ({"accountant": "moments"}, "'accountant' parameter"),
     ],
@@ -152,7 +155,9 @@ def test_get_params_round_trip():
 
 
 def test_dp_marginals_baseline(titanic, tmp_path):
-    gen = DPMarginals(random_state=0).fit(titanic.frame, target=titanic.target, schema=titanic.schema)
+    gen = DPMarginals(random_state=0).fit(
+        titanic.frame, target=titanic.target, schema=titanic.schema
+    )
     assert gen.epsilon_ <= 1.9
     path = gen.save(tmp_path / "m.3dgl")
     loaded = load_generator(path)

@@ -30,12 +30,17 @@ def test_allocation_when_a_generator_lacks_a_class(titanic, marginals):
     only_survivors = titanic.frame[titanic.frame.survived == "1"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        partial = DPMarginals(random_state=0).fit(only_survivors, target="survived", schema=titanic.schema)
+        partial = DPMarginals(random_state=0).fit(
+            only_survivors, target="survived", schema=titanic.schema
+        )
     pool = GeneratorsPool([marginals[0], partial])
     alloc = pool.allocation(400)
     # class '0' comes only from the first generator; class '1' is shared
     assert alloc == [[200, 100], [100]]
-    assert pool.sample(400, random_state=1)["survived"].value_counts().to_dict() == {"0": 200, "1": 200}
+    assert pool.sample(400, random_state=1)["survived"].value_counts().to_dict() == {
+        "0": 200,
+        "1": 200,
+    }
 
 
 def test_unbalanced_follows_each_generators_class_sizes(marginals):
@@ -52,7 +57,9 @@ def test_incompatible_generator_is_refused_naming_the_difference(titanic, titani
     other_schema = Schema(cols, target="survived")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        other = DDPBetaVAE(epochs=1, random_state=0).fit(titanic.frame, target="survived", schema=other_schema)
+        other = DDPBetaVAE(epochs=1, random_state=0).fit(
+            titanic.frame, target="survived", schema=other_schema
+        )
     with pytest.raises(SchemaError, match="column 'age'"):
         GeneratorsPool([titanic_generator, other])
 

@@ -153,7 +153,10 @@ def test_fallback_is_stored_as_the_category() -> None:
         (lambda: Schema(()), "at least one column"),
         (lambda: Schema((NumericColumn("x", 0, 1), NumericColumn("x", 0, 2))), "'x' appears twice"),
         (lambda: Schema((NumericColumn("x", 0, 1),), target="y"), "class column 'y' is not"),
-        (lambda: Schema((NumericColumn("x", 0, 1), NumericColumn("z", 0, 1)), target="x"), "categorical"),
+        (
+            lambda: Schema((NumericColumn("x", 0, 1), NumericColumn("z", 0, 1)), target="x"),
+            "categorical",
+        ),
         (lambda: Schema((CategoricalColumn("y", ("a",)),), target="y"), "at least one feature"),
         (lambda: Schema((NumericColumn("x", 0, 1),), source="made up"), "source"),  # type: ignore[arg-type]
         (lambda: Schema((NumericColumn("x", 0, 1),), version=2), "version 2"),
@@ -174,7 +177,11 @@ def test_json_layout_has_format_and_version() -> None:
     assert data["version"] == 1
     assert data["target"] == "y"
     assert data["columns"][0] == {
-        "name": "age", "kind": "numeric", "minimum": 0.0, "maximum": 100.0, "integer": True
+        "name": "age",
+        "kind": "numeric",
+        "minimum": 0.0,
+        "maximum": 100.0,
+        "integer": True,
     }
     assert data["columns"][3]["categories"] == [1, 2, 3]
     assert data["columns"][4]["categories"] == [False, True]
@@ -213,11 +220,26 @@ def test_read_write_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
         ('{"columns": 3}', "'columns' must be a list"),
         ('{"columns": [{"name": "x", "kind": "numeric", "minimum": 0}]}', "'maximum' is required"),
         ('{"columns": [{"name": "x", "kind": "weird"}]}', "kind must be"),
-        ('{"columns": [{"name": "x", "kind": "categorical", "categories": "ab"}]}', "must be a list"),
-        ('{"columns": [{"name": "x", "kind": "numeric", "minimum": 0, "maximum": 1, "lo": 1}]}', "unknown field"),
-        ('{"version": 99, "columns": [{"name": "x", "kind": "numeric", "minimum": 0, "maximum": 1}]}', "version 99"),
-        ('{"version": "1", "columns": [{"name": "x", "kind": "numeric", "minimum": 0, "maximum": 1}]}', "'version' must be an integer"),
-        ('{"target": 3, "columns": [{"name": "x", "kind": "numeric", "minimum": 0, "maximum": 1}]}', "'target' must be"),
+        (
+            '{"columns": [{"name": "x", "kind": "categorical", "categories": "ab"}]}',
+            "must be a list",
+        ),
+        (
+            '{"columns": [{"name": "x", "kind": "numeric", "minimum": 0, "maximum": 1, "lo": 1}]}',
+            "unknown field",
+        ),
+        (
+            '{"version": 99, "columns": [{"name": "x", "kind": "numeric", "minimum": 0, "maximum": 1}]}',
+            "version 99",
+        ),
+        (
+            '{"version": "1", "columns": [{"name": "x", "kind": "numeric", "minimum": 0, "maximum": 1}]}',
+            "'version' must be an integer",
+        ),
+        (
+            '{"target": 3, "columns": [{"name": "x", "kind": "numeric", "minimum": 0, "maximum": 1}]}',
+            "'target' must be",
+        ),
     ],
 )
 def test_bad_json_is_a_schema_error(text: str, match: str) -> None:
