@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import time
 import warnings
 from pathlib import Path
@@ -25,6 +26,8 @@ def simulate(
     target: str | None = typer.Option(None, "--target", "-t", help="Class column (for a CSV/Parquet file)."),
     seed: int = typer.Option(0, "--seed", help="Random state of the whole simulation."),
     min_rows: int = typer.Option(10, "--min-rows", help="Dirichlet splits: every client gets at least this many rows."),
+    server: str | None = typer.Option(None, "--server", envvar="THREEDGL_SERVER", show_default=False, help="Run through this Global Server (URL): a new federation per seed, clients publish and pull there (default: in memory)."),
+    admin_token: str | None = typer.Option(None, "--admin-token", envvar="THREEDGL_ADMIN_TOKEN", show_default=False, help="The server's admin token (with --server)."),
 ) -> None:
     """Simulate a 3DGL federation: K clients train DP generators, pool them, and compare the
     paper's scenarios (Fold-Fold, Fold-Test, Test-Test) and more baselines with local-only data."""
@@ -61,6 +64,18 @@ def simulate(
             kwargs = {"target": target, "name": label}
             warn("inferring the schema from the table: its bounds and categories are not private")
         out_dir = out if out is not None else Path("runs") / f"simulate-{label}"
+        pool_server = None
+        if server:
+            from threedgl.federation import GlobalServerPool
+
+            if math.isinf(epsilon):
+                fail("--server needs a finite --epsilon: a Global Server accepts only private generators")
+            if not admin_token:
+                fail("--server needs the admin token: pass --admin-token or set THREEDGL_ADMIN_TOKEN")
+            prefix = "sim-" + (re.sub(r"[^A-Za-z0-9._-]+", "-", label).strip("-._") or "data")
+            pool_server = GlobalServerPool(server, admin_token, prefix=prefix[:40])
+            pool_server.check()  # unreachable server or wrong token: fail before training
+            console.print(f"using the Global Server at {server}", soft_wrap=True, highlight=False)
         started = time.perf_counter()
         with progress_bar() as bar, warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -75,7 +90,7 @@ def simulate(
             result = run(
                 data, clients=clients, split=spec, epsilon=epsilon, delta=delta, epochs=epochs,
                 seeds=seeds, workers=workers, random_state=seed, progress=progress,
-                min_rows=min_rows, **kwargs,
+                min_rows=min_rows, server=pool_server, **kwargs,
             )
         paths = result.write(out_dir)
     elapsed = time.perf_counter() - started
@@ -97,6 +112,11 @@ def simulate(
         warn(w)
     if len(result.warnings) > 5:
         warn(f"... and {len(result.warnings) - 5} more warnings (see {paths['markdown']})")
+    if pool_server is not None:
+        console.print(
+            f"ran through the Global Server at {server}: federation(s) {', '.join(pool_server.federations)}",
+            soft_wrap=True, highlight=False,
+        )
     console.print(f"wrote {', '.join(str(p) for p in paths.values())} in {elapsed:.0f} s")
 
 

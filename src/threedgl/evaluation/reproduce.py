@@ -54,9 +54,11 @@ class ReproduceConfig:
     epochs: int | None = None
     max_synthetic: int = 40_000
     generators: Sequence[str] = tuple(GENERATORS)
+    overrides: dict[str, Any] = field(default_factory=dict)
+    table_iii: bool = True
 
     def quick_epochs(self) -> int | None:
-        return self.epochs if self.epochs is not None else (5 if self.quick else None)
+        return self.epochs
 
 
 @dataclass
@@ -76,16 +78,17 @@ def split(frame: pd.DataFrame, target: str, seed: int) -> tuple[pd.DataFrame, pd
     return train.reset_index(drop=True), test.reset_index(drop=True)
 
 
-def _make_generator(kind: str, epsilon: float, dataset: str, seed: int, epochs: int | None):  # type: ignore[no-untyped-def]
+def _make_generator(kind: str, epsilon: float, dataset: str, seed: int, epochs: int | None,
+                    overrides: dict[str, Any] | None = None):  # type: ignore[no-untyped-def]
     from threedgl.model.ddp_betavae import DDPBetaVAE
     from threedgl.model.marginals import DPMarginals
 
     if kind == "dp-marginals":
         return DPMarginals(epsilon=epsilon, random_state=seed)
-    overrides: dict[str, Any] = {"epsilon": epsilon, "random_state": seed}
+    params: dict[str, Any] = {"epsilon": epsilon, "random_state": seed, **(overrides or {})}
     if epochs is not None:
-        overrides["epochs"] = epochs
-    return DDPBetaVAE.from_preset(dataset, **overrides)
+        params["epochs"] = epochs
+    return DDPBetaVAE.from_preset(dataset, **params)
 
 
 def run_dataset(
@@ -116,7 +119,7 @@ def run_dataset(
         if progress:
             progress(f"{name} seed {seed}: training {gen_name}")
         t0 = time.perf_counter()
-        gen = _make_generator(kind, eps, name, seed, config.quick_epochs())
+        gen = _make_generator(kind, eps, name, seed, config.quick_epochs(), config.overrides)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             gen.fit(train, target=ds.target, schema=ds.schema)
@@ -140,6 +143,8 @@ def run_dataset(
             rows.append({**base, "source": gen_name, "model": model, **_scores(scores),
                          "synthetic_size": sweep.best_size, "fit_seconds": fit_seconds,
                          "epsilon_reached": gen.epsilon_})
+        if not config.table_iii:
+            continue
         # Table III: as many synthetic rows as real train rows.
         same_size = gen.sample(len(train), balanced=False, random_state=seed + 2)
         if gen_name == MAIN:

@@ -213,43 +213,112 @@ class InMemoryServer:
 class GlobalServerPool:
     """Publish to and pull from a real Global Server (:class:`threedgl.server.client.ServerClient`).
 
-    ``open`` creates a federation named ``{prefix}-{n}`` with the schema and the policy
-    (max ε, max δ) and one client account per simulated client; every client then uploads
-    its artifact with its own token (the server checks schema and privacy) and downloads
-    the pool (verified by sha256). Needs the admin token of the server.
+    ``open`` creates a new federation named ``{prefix}-{random hex}`` (one per seed) with
+    the schema and the policy (max ε, max δ) and one client account per simulated client;
+    every client then uploads its artifact with its own token (the server checks schema
+    and privacy; the answer's sha256 must be the file's) and, only once its own generator
+    has been accepted, downloads the pool (each file verified by sha256). Needs the admin
+    token of the server; :meth:`check` tests URL and token before any training.
+    ``federations`` lists the federations created, in order.
     """
 
     def __init__(self, url: str, admin_token: str, *, prefix: str = "sim") -> None:
         self.url = url
         self.admin_token = admin_token
         self.prefix = prefix
+        self.federations: list[str] = []
         self._tokens: dict[int, str] = {}
-        self._round = 0
+        self._accepted: dict[int, str] = {}  # client -> sha256 of its accepted generator
+
+    def __repr__(self) -> str:  # never shows the admin token
+        return f"GlobalServerPool({self.url!r})"
+
+    @property
+    def federation(self) -> str | None:
+        """The federation of the current round (``None`` before :meth:`open`)."""
+        return self.federations[-1] if self.federations else None
 
     def _client(self, token: str) -> Any:
         from threedgl.server.client import ServerClient
 
         return ServerClient(self.url, token)
 
+    def check(self) -> None:
+        """Raise :class:`threedgl.errors.ThreedglError` (one line) unless the server answers
+        and accepts the admin token."""
+        import secrets
+
+        from threedgl.server.client import ServerError
+
+        with self._client(self.admin_token) as admin:
+            admin.health()
+            probe = f"threedgl-probe-{secrets.token_hex(8)}"  # never created: 404 if admin
+            try:
+                admin.get_federation(probe)
+            except ServerError as exc:
+                if exc.status != 404:
+                    raise ServerError(
+                        f"the server at {self.url} did not accept the admin token: {exc}",
+                        status=exc.status,
+                    ) from None
+
     def open(self, schema: Schema, clients: int, *, max_epsilon: float, max_delta: float) -> None:
-        self._round += 1
-        name = f"{self.prefix}-{os.getpid()}-{int(time.time())}-{self._round}"
+        import secrets
+
+        if not math.isfinite(max_epsilon):
+            raise ThreedglError(
+                "a Global Server accepts only private generators: epsilon must be finite"
+            )
+        name = f"{self.prefix[:47]}-{secrets.token_hex(8)}"
         with self._client(self.admin_token) as admin:
             admin.create_federation(
                 name, schema.to_dict(), max_epsilon=max_epsilon, max_delta=max_delta
             )
+            self.federations.append(name)
+            self._accepted = {}
             self._tokens = {
-                c: str(admin.add_client(name, f"client-{c:03d}")["token"]) for c in range(clients)
+                c: str(admin.add_client(name, _client_name(c))["token"]) for c in range(clients)
             }
 
     def publish(self, client: int, artifact: bytes) -> None:
+        import hashlib
+
+        from threedgl.server.client import ServerError
+
+        digest = hashlib.sha256(artifact).hexdigest()
         with self._client(self._tokens[client]) as me:
-            me.publish(artifact)
+            accepted = me.publish(artifact)
+        if accepted.get("sha256") != digest:
+            raise ServerError(
+                f"the server stored client {client}'s generator with sha256 "
+                f"{accepted.get('sha256')}, not {digest}"
+            )
+        self._accepted[client] = digest
 
     def pull(self, client: int) -> list[bytes]:
+        from threedgl.server.client import ServerError
+
+        if client not in self._accepted:
+            raise ThreedglError(
+                f"client {client} must have its generator accepted before pulling the pool"
+            )
         with self._client(self._tokens[client]) as me:
-            entries = sorted(me.pool(), key=lambda e: str(e["client"]))
+            index = {_client_name(c): c for c in self._tokens}
+            entries = sorted(
+                me.pool(), key=lambda e: (index.get(str(e["client"]), len(index)), str(e["client"]))
+            )
+            mine = [e for e in entries if e["client"] == _client_name(client)]
+            if [str(e["sha256"]) for e in mine] != [self._accepted[client]]:
+                raise ServerError(
+                    f"the pool of federation '{self.federation}' does not hold client "
+                    f"{client}'s accepted generator"
+                )
             return [me.download(str(e["client"]), sha256=str(e["sha256"])) for e in entries]
+
+
+def _client_name(client: int) -> str:
+    """The server-side name of simulated client ``client`` (sorts as the index does)."""
+    return f"client-{client:04d}"
 
 
 # -- per-client evaluation ---------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from threedgl.errors import ArtifactError, ThreedglError
-from threedgl.model.base import BaseGenerator, ProgressCallback, _seed
+from threedgl.model.base import BaseGenerator, ProgressCallback, _seed, single_thread
 from threedgl.model.networks import Decoder
 from threedgl.model.presets import preset
 from threedgl.model.training import (
@@ -116,7 +116,16 @@ class DDPBetaVAE(BaseGenerator):
             raise ThreedglError(
                 f"The 'hidden' parameter of DDPBetaVAE must be two sizes (h1, h2). Got {self.hidden!r}."
             )
-        trained = train_class_models(
+        with single_thread():
+            trained = self._train(groups, encoder, progress)
+        self.architecture_ = trained.architecture
+        self.decoders_ = [trained.decoder(k) for k in range(len(groups))]
+        return list(trained.privacy)
+
+    def _train(
+        self, groups: list[np.ndarray], encoder: TableEncoder, progress: ProgressCallback | None
+    ) -> Any:
+        return train_class_models(
             groups,
             encoder.layout,  # type: ignore[arg-type]
             hidden=(self.hidden[0], self.hidden[1]),
@@ -132,13 +141,11 @@ class DDPBetaVAE(BaseGenerator):
             seed=_seed(self.random_state),
             progress=progress,
         )
-        self.architecture_ = trained.architecture
-        self.decoders_ = [trained.decoder(k) for k in range(len(groups))]
-        return list(trained.privacy)
 
     def _sample_class(self, k: int, n: int, rng: np.random.Generator) -> np.ndarray:
         g = torch.Generator().manual_seed(int(rng.integers(0, 2**63 - 1)))
-        return self.decoders_[k].sample(n, g)
+        with single_thread():
+            return self.decoders_[k].sample(n, g)
 
     def _architecture(self) -> dict[str, Any]:
         return _jsonable(self.architecture_)
