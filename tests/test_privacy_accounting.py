@@ -110,7 +110,7 @@ def test_privacy_error_is_threedgl_error() -> None:
     assert issubclass(PrivacyError, ThreedglError)
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=8, deadline=None)
 @given(
     q=st.floats(1e-3, 1.0),
     steps=st.integers(1, 3000),

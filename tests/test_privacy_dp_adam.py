@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -17,6 +18,15 @@ from threedgl.privacy.dp_adam import DPAdam, poisson_sample
 
 LAYOUT = [("numeric", 0, 1), ("numeric", 1, 2), ("categorical", 2, 5), ("categorical", 5, 7)]
 D, LATENT, HIDDEN = 7, 2, (6, 4)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """Tiny tensors: one intra-op thread avoids thread hand-offs on a busy machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def _data(n: int, seed: int) -> np.ndarray:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -28,6 +30,20 @@ DATA = [_class_data(300, 0, 0.0), _class_data(120, 1, 0.4)]
 SMALL = {"hidden": (16, 8), "latent": 2, "beta": 0.1, "epochs": 2, "batch_size": 32}
 
 
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """Tiny tensors: one intra-op thread avoids thread hand-offs on a busy machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@functools.cache
+def _one_epoch() -> TrainedModels:
+    return _train(epochs=1)
+
+
 def _train(**kw: object) -> TrainedModels:
     args: dict[str, object] = {**SMALL, "epsilon": 1.9, "delta": 1e-4, "seed": 3}
     args.update(kw)
@@ -35,7 +51,7 @@ def _train(**kw: object) -> TrainedModels:
 
 
 def test_same_seed_same_decoders() -> None:
-    a, b, c = _train(), _train(), _train(seed=4)
+    a, b, c = _one_epoch(), _train(epochs=1), _train(epochs=1, seed=4)
     for sa, sb, sc in zip(a.decoder_states, b.decoder_states, c.decoder_states, strict=True):
         assert list(sa) == ["decoder.0.weight", "decoder.0.bias", "decoder.1.weight",
                             "decoder.1.bias", "head.weight", "head.bias"]  # fmt: skip
@@ -79,8 +95,8 @@ def test_non_private_and_progress() -> None:
 
 def test_non_private_training_learns_the_data() -> None:
     out = train_class_models(
-        DATA, LAYOUT, hidden=(16, 8), latent=2, beta=0.1, epochs=60, batch_size=32,
-        learning_rate=5e-3, epsilon=math.inf, seed=0,
+        DATA, LAYOUT, hidden=(16, 8), latent=2, beta=0.1, epochs=30, batch_size=64,
+        learning_rate=1e-2, epsilon=math.inf, seed=0,
     )  # fmt: skip
     g = torch.Generator().manual_seed(0)
     for k, data in enumerate(DATA):
@@ -120,7 +136,7 @@ def test_decoder_matches_batched_model() -> None:
     ],
 )
 def test_decoder_rejects_bad_state(mutate: object, word: str) -> None:
-    out = _train(epochs=1)
+    out = _one_epoch()
     state = {k: v.clone() for k, v in out.decoder_states[0].items()}
     mutate(state)  # type: ignore[operator]
     with pytest.raises(ThreedglError, match=word.replace(".", r"\.")):
@@ -128,7 +144,7 @@ def test_decoder_rejects_bad_state(mutate: object, word: str) -> None:
 
 
 def test_architecture_and_layout_checks() -> None:
-    arch = _train(epochs=1).architecture
+    arch = _one_epoch().architecture
     assert check_architecture(arch) == arch
     for key, value in (("h1", 0), ("latent", True), ("n_outputs", 6), ("layout", [])):
         bad = {**arch, key: value}
