@@ -7,8 +7,13 @@ random data, 2 threads. Run: ``python benchmarks/dp_training.py``.
 
 from __future__ import annotations
 
+import argparse
+import subprocess
+import sys
+import tempfile
 import time
 import warnings
+from pathlib import Path
 
 import torch
 from opacus import GradSampleModule
@@ -104,7 +109,43 @@ def time_torch(layout: list[tuple[str, int, int]], x: torch.Tensor, mode: str) -
     return (time.perf_counter() - t) / EPOCHS
 
 
+def sampling_throughput(n_rows: int = 100_000) -> float:
+    """Decoded DataFrame rows per second from a pool of 10 Adult-shaped generators."""
+    from threedgl import DDPBetaVAE, GeneratorsPool, datasets
+
+    ds = datasets.load("adult")
+    gens = []
+    for i in range(10):
+        part = ds.frame.sample(2000, random_state=i)
+        gens.append(
+            DDPBetaVAE.from_preset("adult", epochs=1, random_state=i).fit(
+                part, target=ds.target, schema=ds.schema
+            )
+        )
+    pool = GeneratorsPool(gens)
+    pool.sample(1000, random_state=0)  # warm-up
+    t = time.perf_counter()
+    table = pool.sample(n_rows, random_state=1)
+    elapsed = time.perf_counter() - t
+    assert len(table) == n_rows
+    return n_rows / elapsed
+
+
+def reproduce_quick_seconds() -> float:
+    """Wall time of a full `3dgl reproduce --quick` (a subprocess, as a user runs it)."""
+    exe = Path(sys.executable).with_name("3dgl")
+    with tempfile.TemporaryDirectory() as out:
+        t = time.perf_counter()
+        subprocess.run([str(exe), "reproduce", "--quick", "--out", out], check=True,
+                       stdout=subprocess.DEVNULL)
+        return time.perf_counter() - t
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description="DP training speed: ours vs Opacus vs non-private")
+    parser.add_argument("--no-reproduce", action="store_true",
+                        help="skip timing `3dgl reproduce --quick` (a few minutes)")
+    args = parser.parse_args()
     torch.set_num_threads(2)
     warnings.filterwarnings("ignore")
     layout = adult_layout()
@@ -132,6 +173,9 @@ def main() -> None:
         print(
             f"{name}: {times[name]:.3f} s/epoch (best of {len(v)}: {', '.join(f'{t:.3f}' for t in v)})"
         )
+    print(f"sampling throughput: {sampling_throughput():,.0f} rows/s (pool of 10 Adult-shaped generators)")
+    if not args.no_reproduce:
+        print(f"3dgl reproduce --quick: {reproduce_quick_seconds():.0f} s")
     opacus_best = min(v for k, v in times.items() if k.startswith("opacus"))
     print(f"ours vs non-private: {times['ours'] / times['non-private']:.1f}x")
     print(f"ours vs opacus: {opacus_best / times['ours']:.1f}x")

@@ -56,6 +56,12 @@ class ReproduceConfig:
     generators: Sequence[str] = tuple(GENERATORS)
     overrides: dict[str, Any] = field(default_factory=dict)
     table_iii: bool = True
+    #: Cap on train rows (stratified subsample of the train split; the test split is whole).
+    max_train_rows: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.quick and self.max_train_rows is None:
+            self.max_train_rows = 5000
 
     def quick_epochs(self) -> int | None:
         return self.epochs
@@ -105,6 +111,10 @@ def run_dataset(
 
     ds = datasets.load(name)
     train, test = split(ds.frame, ds.target, seed)
+    if config.max_train_rows is not None and len(train) > config.max_train_rows:
+        train, _ = train_test_split(train, train_size=config.max_train_rows,
+                                    stratify=train[ds.target], random_state=seed)
+        train = train.reset_index(drop=True)
     pos = ds.positive_label
     rows: list[dict[str, Any]] = []
     sweeps: dict[str, SweepResult] = {}
