@@ -21,7 +21,8 @@ from rich.table import Table
 
 from threedgl.errors import ThreedglError
 
-console = Console()
+# Wide tables stay readable when the output is a file or a pipe (rich assumes 80 columns).
+console = Console(width=None if sys.stdout.isatty() else 220)
 err_console = Console(stderr=True)
 
 

@@ -77,7 +77,7 @@ class DDPBetaVAE(BaseGenerator):
         max_grad_norm: float = DEFAULT_MAX_GRAD_NORM,
         learning_rate: float = DEFAULT_LEARNING_RATE,
         accountant: str = "rdp",
-        categorical: Literal["sample", "argmax"] = "sample",
+        categorical: Literal["sample", "argmax"] = "argmax",
         random_state: int | None = None,
     ) -> None:
         self.epsilon = epsilon
