@@ -293,8 +293,14 @@ def to_markdown(df: pd.DataFrame) -> str:
     cols = list(df.columns)
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
     for _, row in df.iterrows():
-        lines.append("| " + " | ".join(str(row[c]) for c in cols) + " |")
+        lines.append("| " + " | ".join(_text(row[c]) for c in cols) + " |")
     return "\n".join(lines)
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, float):
+        return "" if value != value else f"{value:.2f}"
+    return str(value)
 
 
 def write_outputs(result: ReproduceResult, out: Path, extra_tables: dict[str, pd.DataFrame] | None = None) -> list[Path]:
@@ -310,7 +316,7 @@ def write_outputs(result: ReproduceResult, out: Path, extra_tables: dict[str, pd
         tables = {"table_ii": table_ii(frame), "table_ii_hgb": table_ii(frame, model="hgb"),
                   "table_iii": table_iii(frame)}
     tables.update(extra_tables or {})
-    md = [f"# threedgl reproduction ({result.seconds / 60:.1f} min)\n"]
+    md = ["# threedgl reproduction\n"]
     for key, table in tables.items():
         md.append(f"## {key}\n\n{to_markdown(table)}\n")
         path = out / f"{key}.csv"
