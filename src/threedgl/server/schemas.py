@@ -133,21 +133,6 @@ class ModelPrivacy(BaseModel):
     recomputed_epsilon: float
 
 
-class GeneratorPublic(BaseModel):
-    """What the server accepted and stored (the answer to an upload)."""
-
-    federation: str
-    client: str
-    version: int
-    sha256: str
-    size: int
-    generator: str
-    epsilon: float
-    delta: float
-    uploaded_at: dt.datetime
-    models: list[ModelPrivacy]
-
-
 class PoolEntry(BaseModel):
     client: str
     version: int
@@ -157,6 +142,13 @@ class PoolEntry(BaseModel):
     epsilon: float
     delta: float
     uploaded_at: dt.datetime
+
+
+class GeneratorPublic(PoolEntry):
+    """What the server accepted and stored (the answer to an upload)."""
+
+    federation: str
+    models: list[ModelPrivacy]
 
 
 class PoolPublic(BaseModel):
