@@ -2,7 +2,8 @@
 
 Adult-like encoded width D = 104 (6 numeric columns + 8 one-hot blocks), encoder
 128-64, latent 7, mirrored decoder, expected batch 256, 5 epochs over 20,000 rows of
-random data, 2 threads. Run: ``python benchmarks/dp_training.py``.
+random data, one torch thread by default (as the library trains: small matrices
+lose more to thread hand-offs than they gain on this 2-core machine; ``--threads 2``). Run: ``python benchmarks/dp_training.py``.
 """
 
 from __future__ import annotations
@@ -143,10 +144,13 @@ def reproduce_quick_seconds() -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="DP training speed: ours vs Opacus vs non-private")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch intra-op threads for every method (the library trains on 1)")
     parser.add_argument("--no-reproduce", action="store_true",
                         help="skip timing `3dgl reproduce --quick` (a few minutes)")
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
+    print(f"torch threads: {args.threads}")
     warnings.filterwarnings("ignore")
     layout = adult_layout()
     x = make_data(layout, torch.Generator().manual_seed(0))
