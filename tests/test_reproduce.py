@@ -66,7 +66,7 @@ def test_reproduce_quick_on_one_small_dataset(tmp_path: Path) -> None:
     out = tmp_path / "run"
     result = runner.invoke(app, [
         "reproduce", "--quick", "--datasets", "breast-cancer", "--no-federation",
-        "--no-privacy", "--out", str(out),
+        "--no-privacy", "--epochs", "5", "--out", str(out),
     ])
     assert result.exit_code == 0, result.output
     assert "Table II" in result.output and "Table III" in result.output
