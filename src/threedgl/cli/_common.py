@@ -62,7 +62,6 @@ def progress_bar(transient: bool = False) -> Progress:
         TextColumn("{task.fields[status]}"),
         console=err_console,
         transient=transient,
-        disable=not sys.stderr.isatty() and False,
     )
 
 

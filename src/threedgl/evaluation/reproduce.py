@@ -65,9 +65,6 @@ class ReproduceConfig:
         if self.quick and self.max_train_rows is None:
             self.max_train_rows = 5000
 
-    def quick_epochs(self) -> int | None:
-        return self.epochs
-
 
 @dataclass
 class ReproduceResult:
@@ -131,7 +128,7 @@ def run_dataset(
         if progress:
             progress(f"{name} seed {seed}: training {gen_name}")
         t0 = time.perf_counter()
-        gen = _make_generator(kind, eps, name, seed, config.quick_epochs(), config.overrides)
+        gen = _make_generator(kind, eps, name, seed, config.epochs, config.overrides)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             gen.fit(train, target=ds.target, schema=ds.schema)
