@@ -1,71 +1,159 @@
-"""Quality bar of DDP-βVAE (issue 3): Table II's Synth column at ε = 1.9, 5 seeds.
+"""Quality bar of DDP-βVAE's default mode (issue 11), against DP marginals and the paper.
 
-For each bundled dataset and seed: stratified 90/10 split; DDP-βVAE with the Table I
-preset trained on the train split; a large balanced synthetic table; the size sweep
-selected on the real train split (SPEC §4); logistic regression trained on the selected
-prefix and scored on the real test split. Prints our mean beside the paper's Synth
-numbers and whether Accuracy and F1 meet or beat them.
+For each bundled dataset and seed: the paper's stratified 90/10 split; Real (the train
+split itself), our DDP-βVAE at ε = 1.9 (the default mode, settings chosen from public facts,
+no preset), the DP independent-marginals baseline at the same (ε, δ), and our β-VAE
+without DP (ε = ∞), each trained on the train split; the synthetic-set size and class mix
+selected on the real *train* split (SPEC §4), then logistic regression and histogram
+gradient boosting trained on the selected rows and scored on the test split (the paper's
+evaluation encoding). Prints mean ± std over seeds, the criteria of the issue with PASS or
+FAIL, the fit times and the sampling throughput; writes every seed's scores to ``--csv``.
 
-    python benchmarks/quality.py [--seeds 5] [--datasets titanic,adult] [--categorical argmax]
+    python benchmarks/quality.py [--seeds 5] [--datasets titanic,adult] [--paper]
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import time
+import warnings
 
 import pandas as pd
 
 from threedgl import datasets
 from threedgl.evaluation import paper
-from threedgl.evaluation.reproduce import MAIN, ReproduceConfig, run_dataset
+from threedgl.evaluation.reproduce import GENERATORS, MAIN, PAPER, ReproduceConfig, run_dataset
+
+MARGINALS = "DP marginals (ε=1.9)"
+NO_DP = "βVAE, no DP (ε=∞)"
+METRICS = ("accuracy", "f1", "auc")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--datasets", default=",".join(datasets.NAMES))
-    parser.add_argument("--categorical", default=None, choices=["argmax", "sample"])
+    parser.add_argument("--paper", action="store_true", help="also the paper's model (Table I)")
     parser.add_argument("--csv", default=None, help="also write every seed's scores here")
     args = parser.parse_args()
-    overrides = {"categorical": args.categorical} if args.categorical else {}
-    config = ReproduceConfig(datasets=args.datasets.split(","), seeds=args.seeds,
-                             generators=(MAIN,), overrides=overrides, table_iii=False)
-    rows = []
+    names = args.datasets.split(",")
+    gens = [MAIN, MARGINALS, NO_DP] + ([PAPER] if args.paper else [])
+    assert all(g in GENERATORS for g in gens)
+    config = ReproduceConfig(datasets=names, seeds=args.seeds, generators=tuple(gens),
+                             table_iii=False)
+    rows: list[dict] = []
     start = time.perf_counter()
-    for name in config.datasets:
-        for seed in range(config.seeds):
-            out, _, _ = run_dataset(name, seed, config)
-            rows += [r for r in out if r["model"] == "logreg"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name in names:
+            for seed in range(args.seeds):
+                out, _, _ = run_dataset(name, seed, config)
+                rows += out
+                print(f"{name} seed {seed} done ({time.perf_counter() - start:.0f} s)", flush=True)
     df = pd.DataFrame(rows)
     if args.csv:
         df.to_csv(args.csv, index=False)
-    report = []
-    passed = 0
-    for name in config.datasets:
-        d = df[df.dataset == name]
-        real = d[d.source == "Real"][["accuracy", "f1", "auc"]].mean()
-        syn = d[d.source == MAIN][["accuracy", "f1", "auc"]].mean()
-        ref = paper.TABLE_II[name]["synth"]
-        ok = syn["accuracy"] >= ref[0] and syn["f1"] >= ref[1]
-        passed += ok
-        report.append({
-            "dataset": name,
-            "real acc/f1/auc": f"{real['accuracy']:.2f} / {real['f1']:.2f} / {real['auc']:.2f}",
-            "synth acc/f1/auc": f"{syn['accuracy']:.2f} / {syn['f1']:.2f} / {syn['auc']:.2f}",
-            "paper synth": f"{ref[0]:.2f} / {ref[1]:.2f} / {ref[2]:.2f}",
-            "meets acc & f1": "yes" if ok else "no",
-            "synthetic size": f"{d[d.source == MAIN]['synthetic_size'].mean():.0f}",
-        })
-    print(_markdown(pd.DataFrame(report)))
-    print(f"\nmeets or beats the paper's Synth Accuracy and F1 on {passed} of {len(config.datasets)} "
-          f"datasets (mean of {config.seeds} seeds; {time.perf_counter() - start:.0f} s)")
+    print()
+    print(scores_table(df, names, ["Real", *gens]))
+    print()
+    for line in criteria(df, names):
+        print(line)
+    print()
+    print(speed(df, names))
+    print(f"\n{args.seeds} seeds, {time.perf_counter() - start:.0f} s")
 
 
-def _markdown(df: pd.DataFrame) -> str:
-    lines = ["| " + " | ".join(df.columns) + " |", "|" + "---|" * len(df.columns)]
-    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in df.itertuples(index=False)]
+def _mean(df: pd.DataFrame, name: str, source: str, model: str, metric: str) -> float:
+    d = df[(df.dataset == name) & (df.source == source) & (df.model == model)]
+    return float(d[metric].mean())
+
+
+def scores_table(df: pd.DataFrame, names: list[str], sources: list[str]) -> str:
+    lines = ["| dataset | source | LR accuracy | LR F1 | LR AUC | HGB accuracy | HGB F1 | HGB AUC |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name in names:
+        for source in sources:
+            cells = []
+            for model in ("logreg", "hgb"):
+                d = df[(df.dataset == name) & (df.source == source) & (df.model == model)]
+                for metric in METRICS:
+                    cells.append(f"{d[metric].mean():.2f} ± {d[metric].std(ddof=1) if len(d) > 1 else 0:.2f}")
+            lines.append(f"| {name} | {source} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def criteria(df: pd.DataFrame, names: list[str]) -> list[str]:
+    out = []
+
+    def verdict(ok: bool) -> str:
+        return "PASS" if ok else "FAIL"
+
+    # 1. the generative model itself: no DP, HGB accuracy within 3 points of Real
+    gaps = {n: _mean(df, n, NO_DP, "hgb", "accuracy") - _mean(df, n, "Real", "hgb", "accuracy")
+            for n in names}
+    out.append(f"[{verdict(all(g >= -3 for g in gaps.values()))}] β-VAE without DP, HGB accuracy "
+               "within 3 points of Real on all: "
+               + ", ".join(f"{n} {g:+.2f}" for n, g in gaps.items()))
+    # 2. LR accuracy and AUC ≥ DP marginals − 1 on all
+    lr = {n: (_mean(df, n, MAIN, "logreg", "accuracy") - _mean(df, n, MARGINALS, "logreg", "accuracy"),
+              _mean(df, n, MAIN, "logreg", "auc") - _mean(df, n, MARGINALS, "logreg", "auc"))
+          for n in names}
+    out.append(f"[{verdict(all(a >= -1 and u >= -1 for a, u in lr.values()))}] DDP-βVAE LR accuracy "
+               "and AUC ≥ DP marginals − 1 on all: "
+               + ", ".join(f"{n} {a:+.2f} / {u:+.2f}" for n, (a, u) in lr.items()))
+    # 3. HGB accuracy ≥ DP marginals on ≥ 3 of 5, Adult and Mushrooms among them
+    hgb = {n: _mean(df, n, MAIN, "hgb", "accuracy") - _mean(df, n, MARGINALS, "hgb", "accuracy")
+           for n in names}
+    wins = [n for n, g in hgb.items() if g >= 0]
+    need = [n for n in ("adult", "mushrooms") if n in names]
+    ok = len(wins) >= min(3, len(names)) and all(n in wins for n in need)
+    out.append(f"[{verdict(ok)}] DDP-βVAE HGB accuracy ≥ DP marginals on {len(wins)} of "
+               f"{len(names)} (needs 3, Adult and Mushrooms among them): "
+               + ", ".join(f"{n} {g:+.2f}" for n, g in hgb.items()))
+    # 4. LR accuracy ≥ the paper's Synth, or within 1 of our Real where the paper is above it
+    met = []
+    parts = []
+    for n in names:
+        ours = _mean(df, n, MAIN, "logreg", "accuracy")
+        real = _mean(df, n, "Real", "logreg", "accuracy")
+        ref = paper.TABLE_II[n]["synth"][0]
+        ok_n = ours >= ref or (ref > real and ours >= real - 1)
+        met.append(ok_n)
+        parts.append(f"{n} {ours:.2f} vs paper {ref:.2f} (our Real {real:.2f}) {'ok' if ok_n else 'below'}")
+    out.append(f"[{verdict(sum(met) >= min(4, len(names)))}] DDP-βVAE LR accuracy ≥ the paper's "
+               f"Synth (or within 1 of our Real where the paper is above it) on {sum(met)} of "
+               f"{len(names)} (needs 4): " + "; ".join(parts))
+    # 5. F1 > 0 everywhere
+    d = df[df.source == MAIN]
+    zero = d[d.f1 <= 0]
+    out.append(f"[{verdict(zero.empty)}] DDP-βVAE F1 > 0 in every run ({len(d)} runs, "
+               f"{len(zero)} at 0)")
+    return out
+
+
+def speed(df: pd.DataFrame, names: list[str]) -> str:
+    from threedgl import DDPBetaVAE
+
+    lines = ["| dataset | fit s (mean) | fit s (max) |", "|---|---|---|"]
+    worst = 0.0
+    for n in names:
+        d = df[(df.dataset == n) & (df.source == MAIN) & (df.model == "logreg")]
+        worst = max(worst, float(d.fit_seconds.max()))
+        lines.append(f"| {n} | {d.fit_seconds.mean():.1f} | {d.fit_seconds.max():.1f} |")
+    ds = datasets.load("adult")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gen = DDPBetaVAE(random_state=0).fit(ds.frame, target=ds.target, schema=ds.schema)
+    gen.sample(1000, random_state=0)
+    t0 = time.perf_counter()
+    gen.sample(200_000, random_state=0)
+    rate = 200_000 / (time.perf_counter() - t0)
+    lines.append("")
+    lines.append(f"[{'PASS' if worst <= 10 else 'FAIL'}] fit ≤ 10 s per generator (slowest {worst:.1f} s)")
+    lines.append(f"[{'PASS' if rate >= 50_000 else 'FAIL'}] sampling ≥ 50,000 rows/s "
+                 f"(Adult generator: {rate:,.0f} rows/s)")
+    return "\n".join(lines) if not math.isnan(worst) else "no timings"
 
 
 if __name__ == "__main__":

@@ -140,7 +140,7 @@ def test_fit_refuses_a_table_outside_the_schema(titanic):
 def test_a_class_missing_from_the_training_rows_is_skipped_with_a_warning(titanic):
     only_one = titanic.frame[titanic.frame[titanic.target] == "1"]
     with pytest.warns(UserWarning, match="no rows"):
-        gen = DDPBetaVAE(epochs=1, random_state=0).fit(
+        gen = DDPBetaVAE(mode="paper", epochs=1, random_state=0).fit(
             only_one, target=titanic.target, schema=titanic.schema
         )
     assert gen.labels_ == ("1",)

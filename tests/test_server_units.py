@@ -180,3 +180,57 @@ def test_validate_upload_rebuilds_the_model(tmp_path: Path) -> None:
     write_artifact(path, artifact.manifest, tensors)
     with pytest.raises(UploadRejected, match="invalid generator"):
         validate_upload(path.read_bytes(), Fed())
+
+
+def _anchored_upload(tmp_path: Path) -> tuple[bytes, Any]:
+    """A real default-mode DDP-βVAE (noisy counts, marginal anchor) on the test schema."""
+    import warnings
+
+    from server_fixtures import training_table
+    from threedgl import DDPBetaVAE
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gen = DDPBetaVAE(epochs=1, random_state=0).fit(
+            training_table(SCHEMA, 0, rows=400), target=SCHEMA.target, schema=SCHEMA
+        )
+    path = gen.save(tmp_path / "anchored.3dgl")
+    return path.read_bytes(), gen
+
+
+def test_validate_upload_recomputes_the_composed_budget_of_the_default_mode(tmp_path: Path) -> None:
+    data, gen = _anchored_upload(tmp_path)
+    checked = validate_upload(data, Fed())
+    for model, record in zip(checked.models, gen.privacy_, strict=True):
+        # count + marginal anchor + DP-Adam, composed at the recorded Rényi order
+        assert model.recomputed_epsilon == pytest.approx(record.epsilon, rel=1e-12)
+        assert model.recomputed_epsilon > 1.8  # DP-Adam alone would be far below
+    # the policy sees the composed ε, not DP-Adam's part alone
+    with pytest.raises(UploadRejected, match=r"above the policy.s max_epsilon=1\.8"):
+        validate_upload(data, Fed(max_epsilon=1.8))
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        (lambda m: m["models"][0].update(rows=m["models"][0]["rows"] + 50), "do not follow from rows"),
+        (lambda m: m["training"].update(epochs=m["training"]["epochs"] + 3), "do not follow from rows"),
+        (lambda m: m["models"][0]["privacy"].update(rdp_order=3.0), "rdp_order=3.0.*max_epsilon"),
+        (lambda m: m["models"][1]["privacy"].pop("marginals_noise_multiplier"), "go together"),
+    ],
+)
+def test_validate_upload_cross_checks_the_sampling_of_the_default_mode(
+    change: Any, words: str, tmp_path: Path
+) -> None:
+    import copy
+
+    from threedgl.artifact.format import read_artifact_bytes, write_artifact
+
+    data, _ = _anchored_upload(tmp_path)
+    artifact = read_artifact_bytes(data)
+    manifest = copy.deepcopy(artifact.manifest)
+    change(manifest)
+    path = tmp_path / "changed.3dgl"
+    write_artifact(path, manifest, artifact.tensors)
+    with pytest.raises(UploadRejected, match=words):
+        validate_upload(path.read_bytes(), Fed())

@@ -126,12 +126,15 @@ def read_artifact_bytes(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> A
         raise ArtifactError(f"{len(data)} bytes is above the limit of {max_bytes} bytes")
     if len(data) < 8:
         raise ArtifactError("not a threedgl generator file (too short: truncated or empty)")
-    if data[:1] == b"\x80" or data[:2] == b"PK":
+    (header_len,) = struct.unpack("<Q", data[:8])
+    safetensors_like = 2 <= header_len <= len(data) - 8 and data[8:9] == b"{"
+    if not safetensors_like and (data[:1] == b"\x80" or data[:2] == b"PK"):
+        # A safetensors header length may well have 0x80 as its low byte: only a file
+        # that is not laid out as safetensors is named a pickle.
         raise ArtifactError(
             "not a threedgl generator file: it looks like a pickle or a torch.save archive, "
             "which can run code when loaded; threedgl never unpickles"
         )
-    (header_len,) = struct.unpack("<Q", data[:8])
     if header_len > MAX_HEADER_BYTES or header_len > len(data) - 8:
         raise ArtifactError(
             "not a threedgl generator file (bad header length: truncated or not safetensors)"

@@ -16,19 +16,37 @@ def privacy_summary(manifest: dict[str, Any], records: Sequence[PrivacyRecord]) 
     """The manifest's top-level ``privacy`` object."""
     eps = max(r.epsilon for r in records)
     delta = max(r.delta for r in records)
-    released = [
-        "the public schema (column names, bounds, categories)"
-        + (" — inferred from the private data, so NOT covered by DP" if manifest.get("schema_source") == "data" else ""),
-        "the class labels",
-        "each class model's sampling rate q = B / n_class and its row count n_class (class sizes)",
-        "the decoders' weights (trained with DP)",
-    ]
-    not_covered = [
-        "a schema inferred from the private data (declare it in public instead)",
-        "repeated training on the same data: every training spends budget again and ε adds up "
-        "under composition (see `3dgl budget`)",
-        "the class sizes, released exactly through the sampling rates",
-    ]
+    schema = "the public schema (column names, bounds, categories)" + (
+        " — inferred from the private data, so NOT covered by DP"
+        if manifest.get("schema_source") == "data" else "")
+    repeated = ("repeated training on the same data: every training spends budget again and "
+                "ε adds up under composition (see `3dgl budget`)")
+    noisy = all(r.rdp_order is not None for r in records) or not math.isfinite(eps)
+    if noisy and math.isfinite(eps):
+        released = [
+            schema,
+            "the labels of the classes modelled (a class whose noisy row count is too small is "
+            "left out)",
+            "each class model's noisy row count (Gaussian mechanism, part of its budget) and the "
+            "sampling rate q = B / noisy count and steps derived from it; no exact class size",
+            "the decoders' weights: output layer set from DP one-way marginals (part of the "
+            "budget), then trained with DP-Adam",
+        ]
+        not_covered = ["a schema inferred from the private data (declare it in public instead)",
+                       repeated]
+    else:
+        released = [
+            schema,
+            "the class labels",
+            "each class model's sampling rate q = B / n_class and its row count n_class "
+            "(class sizes)",
+            "the decoders' weights (trained with DP)",
+        ]
+        not_covered = [
+            "a schema inferred from the private data (declare it in public instead)",
+            repeated,
+            "the class sizes, released exactly through the sampling rates",
+        ]
     summary: dict[str, Any] = {
         "epsilon": "inf" if math.isinf(eps) else eps,
         "delta": delta,
@@ -72,4 +90,11 @@ def privacy_statement(manifest: dict[str, Any]) -> str:
             f"max_grad_norm={r['max_grad_norm']} ε={r['epsilon'] if isinstance(r['epsilon'], str) else format(r['epsilon'], '.4g')} "
             f"δ={r['delta']:.3g} ({r['accountant']})"
         )
+        if "rdp_order" in r:
+            lines.append(
+                f"    composed at Rényi order {r['rdp_order']:g}: noisy row count "
+                f"(noise_multiplier={r['count_noise_multiplier']:.4g}), one-way marginals "
+                f"(noise_multiplier={r['marginals_noise_multiplier']:.4g}), then DP-Adam; "
+                f"noisy rows {m.get('rows')!r}"
+            )
     return "\n".join(lines)

@@ -18,7 +18,9 @@ def train(
     target: str | None = typer.Option(None, "--target", "-t", help="The class column (omit for one model on all rows)."),
     output: Path = typer.Option(..., "-o", "--output", help="Where to write the generator (.3dgl)."),
     schema_path: Path | None = typer.Option(None, "--schema", "-s", help="The federation's public schema (JSON). Without it one is inferred from the data (not private)."),
-    preset: str | None = typer.Option(None, "--preset", "-p", help="Architecture of the paper's Table I: titanic, breast-cancer, mushrooms, adult, wine-quality."),
+    preset: str | None = typer.Option(None, "--preset", "-p", help="The paper's Table I model (implies --paper): titanic, breast-cancer, mushrooms, adult, wine-quality."),
+    paper: bool = typer.Option(False, "--paper", help="The paper's DDP-βVAE as published (decoder means, argmax categories, exact class sizes) instead of the default (sampled bins, DP marginal anchor, noisy class sizes)."),
+    bins: int | None = typer.Option(None, "--bins", help="Bins of a numeric column (default mode; default: chosen from the noisy class sizes)."),
     epsilon: float = typer.Option(1.9, "--epsilon", "-e", help="Privacy budget ε of each class model ('inf' for no privacy)."),
     delta: float = typer.Option(1e-4, "--delta", "-d", help="Privacy parameter δ."),
     epochs: int | None = typer.Option(None, "--epochs", help="Passes over each class."),
@@ -45,8 +47,11 @@ def train(
         schema = Schema.read(schema_path) if schema_path is not None else None
         if kind == "ddp-betavae":
             params: dict = {"epsilon": epsilon, "delta": delta, "accountant": accountant, "random_state": seed}
+            if paper:
+                params["mode"] = "paper"
             for name, value in (("epochs", epochs), ("batch_size", batch_size),
-                                ("max_grad_norm", max_grad_norm), ("learning_rate", learning_rate)):
+                                ("max_grad_norm", max_grad_norm), ("learning_rate", learning_rate),
+                                ("bins", bins)):
                 if value is not None:
                     params[name] = value
             gen = DDPBetaVAE.from_preset(preset, **params) if preset else DDPBetaVAE(**params)
@@ -66,12 +71,12 @@ def train(
         with progress_bar() as bar, warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             tasks: dict[int, TaskID] = {}
-            total = int(getattr(gen, "epochs", 1))
+            total = getattr(gen, "epochs", 1) or None  # None: chosen during fit
 
             def progress(k: int, epoch: int, eps: float) -> None:
                 if k not in tasks:
                     tasks[k] = bar.add_task(f"class {k}", total=total, status="")
-                bar.update(tasks[k], completed=epoch, status=f"ε spent {eps:.3f}")
+                bar.update(tasks[k], completed=epoch, status=f"epoch {epoch}, ε spent {eps:.3f}")
 
             gen.fit(df, target=target, schema=schema, nan_policy="drop" if drop_missing else "error",
                     progress=progress)

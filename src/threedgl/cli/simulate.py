@@ -25,6 +25,8 @@ def simulate(
     epochs: int | None = typer.Option(None, "--epochs", help="Training epochs of each generator (default: the model's)."),
     target: str | None = typer.Option(None, "--target", "-t", help="Class column (for a CSV/Parquet file)."),
     seed: int = typer.Option(0, "--seed", help="Random state of the whole simulation."),
+    paper: bool = typer.Option(False, "--paper", help="Clients train the paper's DDP-βVAE (Table I for a bundled dataset) instead of the default model."),
+    generator: str = typer.Option("ddp-betavae", "--generator", help="ddp-betavae, or dp-marginals (the DP independent-marginals baseline)."),
     min_rows: int = typer.Option(10, "--min-rows", help="Dirichlet splits: every client gets at least this many rows."),
     server: str | None = typer.Option(None, "--server", envvar="THREEDGL_SERVER", show_default=False, help="Run through this Global Server (URL): a new federation per seed, clients publish and pull there (default: in memory)."),
     admin_token: str | None = typer.Option(None, "--admin-token", envvar="THREEDGL_ADMIN_TOKEN", show_default=False, help="The server's admin token (with --server)."),
@@ -47,6 +49,8 @@ def simulate(
             fail(f"--epochs must be at least 1, got {epochs}")
         if not (epsilon > 0):
             fail(f"--epsilon must be positive, got {epsilon}")
+        if generator not in ("ddp-betavae", "dp-marginals"):
+            fail(f"--generator must be 'ddp-betavae' or 'dp-marginals', got '{generator}'")
         kwargs: dict = {}
         if dataset in NAMES:
             data: object = dataset
@@ -90,7 +94,8 @@ def simulate(
             result = run(
                 data, clients=clients, split=spec, epsilon=epsilon, delta=delta, epochs=epochs,
                 seeds=seeds, workers=workers, random_state=seed, progress=progress,
-                min_rows=min_rows, server=pool_server, **kwargs,
+                min_rows=min_rows, server=pool_server, mode="paper" if paper else "anchored",
+                generator=generator, **kwargs,
             )
         paths = result.write(out_dir)
     elapsed = time.perf_counter() - started

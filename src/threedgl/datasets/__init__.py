@@ -75,7 +75,7 @@ def load(name: str) -> Dataset:
     key = _check_name(name)
     info = DATASETS[key]
     frame = prepare(key).copy(deep=True)
-    schema = infer_schema(frame, target=info.target)
+    schema = infer_schema(frame, target=info.target, log_scale=info.log_scale)
     return Dataset(
         name=info.name,
         frame=frame,

@@ -39,6 +39,9 @@ class DatasetInfo:
     source: str
     files: tuple[str, ...]
     build: Callable[[], pd.DataFrame]
+    #: Numeric columns whose schema declares ``scale="log"``: public knowledge that they are
+    #: heavily right-skewed (money amounts), so binned generators cut them in log steps.
+    log_scale: tuple[str, ...] = ()
 
 
 def _open(filename: str) -> io.BytesIO:
@@ -266,6 +269,7 @@ DATASETS: dict[str, DatasetInfo] = {
         ),
         files=("titanic3.csv.gz",),
         build=_titanic,
+        log_scale=("fare",),
     ),
     "breast-cancer": DatasetInfo(
         name="breast-cancer",
@@ -302,6 +306,7 @@ DATASETS: dict[str, DatasetInfo] = {
         source=f"Becker, Kohavi (1996), {UCI}, doi:10.24432/C5XW20",
         files=("adult.data.gz", "adult.test.gz"),
         build=_adult,
+        log_scale=("capital-gain", "capital-loss"),
     ),
     "wine-quality": DatasetInfo(
         name="wine-quality",

@@ -154,25 +154,40 @@ class EvaluationOptions:
 
 @dataclass(frozen=True)
 class PresetFactory:
-    """The default generator factory: DDP-βVAE with the paper's Table I architecture for
-    ``preset`` (default architecture when ``None``), privacy ``epsilon`` and ``epochs``."""
+    """The default generator factory, with privacy ``epsilon``, ``delta`` and ``epochs``.
+
+    ``mode="anchored"``: DDP-βVAE's default (settings chosen from each client's schema and
+    noisy class sizes); ``mode="paper"``: the paper's model with the Table I architecture
+    for ``preset`` (default architecture when ``None``); ``generator="dp-marginals"``: the
+    DP independent-marginals baseline.
+    """
 
     preset: str | None = None
     epsilon: float = 1.9
     delta: float = 1e-4
     epochs: int | None = None
+    mode: str = "anchored"
+    generator: str = "ddp-betavae"
 
     def __call__(self, client: int, random_state: int) -> BaseGenerator:
         from threedgl.model.ddp_betavae import DDPBetaVAE
+        from threedgl.model.marginals import DPMarginals
 
+        if self.generator == "dp-marginals":
+            return DPMarginals(epsilon=self.epsilon, delta=self.delta, random_state=random_state)
+        if self.generator != "ddp-betavae":
+            raise ThreedglError(
+                f"generator must be 'ddp-betavae' or 'dp-marginals', got {self.generator!r}"
+            )
         params: dict[str, Any] = {
             "epsilon": self.epsilon,
             "delta": self.delta,
             "random_state": random_state,
+            "mode": self.mode,
         }
         if self.epochs is not None:
             params["epochs"] = self.epochs
-        if self.preset is not None:
+        if self.preset is not None and self.mode == "paper":
             return DDPBetaVAE.from_preset(self.preset, **params)
         return DDPBetaVAE(**params)
 
@@ -912,13 +927,16 @@ def simulate(
     options: EvaluationOptions | None = None,
     test_size: float = 0.1,
     min_rows: int = 10,
+    mode: str = "anchored",
+    generator: str = "ddp-betavae",
 ) -> SimulationResult:
     """Run the 3DGL simulation (see the module docstring).
 
     ``data`` is a bundled dataset name, a :class:`threedgl.datasets.Dataset` or a DataFrame
     (with ``target`` or ``schema``). Generators come from ``generator_factory(client,
-    random_state)``, by default DDP-βVAE with the dataset's Table I preset, ``epsilon``,
-    ``delta`` and ``epochs``. ``server`` is where generators are published and the pool
+    random_state)``, by default :class:`PresetFactory` (DDP-βVAE in ``mode``, Table I for a
+    bundled dataset in paper mode, or the DP marginals baseline with
+    ``generator="dp-marginals"``) with ``epsilon``, ``delta`` and ``epochs``. ``server`` is where generators are published and the pool
     pulled (default :class:`InMemoryServer`; :class:`GlobalServerPool` for a real Global
     Server). ``workers`` processes (default min(2, cores); 1 runs in this process).
     """
@@ -940,7 +958,7 @@ def simulate(
         raise ThreedglError(f"test_size must be in (0, 1), got {test_size!r}")
     if random_state is None:
         random_state = int(np.random.SeedSequence().generate_state(1)[0])
-    factory = generator_factory or PresetFactory(preset, epsilon, delta, epochs)
+    factory = generator_factory or PresetFactory(preset, epsilon, delta, epochs, mode, generator)
     server = server if server is not None else InMemoryServer()
     target_col = schema.target
     assert target_col is not None

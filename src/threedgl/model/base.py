@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Self
+from typing import Any, ClassVar, Self
 
 import numpy as np
 import pandas as pd
@@ -144,25 +144,24 @@ class BaseGenerator(BaseEstimator):  # type: ignore[misc]
             labels, groups = [None], [matrix]
         else:
             y = table[schema.target].to_numpy()
-            labels, groups = [], []
-            for label in schema.labels:
-                rows = matrix[y == label]
-                if len(rows):
-                    labels.append(label)
-                    groups.append(rows)
-            missing = [lab for lab in schema.labels if lab not in labels]
-            if missing:
-                warnings.warn(
-                    f"class label(s) {missing!r} have no rows in the training table; the "
-                    "generator will not produce them",
-                    UserWarning,
-                    stacklevel=2,
-                )
+            labels = list(schema.labels)
+            groups = [matrix[y == label] for label in labels]
         self.schema_ = schema
         self.encoder_ = encoder
-        self.labels_ = tuple(labels)
         self.class_rows_: list[float] = [float(len(g)) for g in groups]
-        self.privacy_ = list(self._fit_classes(groups, encoder, progress))
+        records = self._fit_classes(groups, encoder, progress)
+        kept = [k for k, r in enumerate(records) if r is not None]
+        missing = [labels[k] for k in range(len(labels)) if records[k] is None]
+        if missing:
+            warnings.warn(
+                f"class label(s) {missing!r} are not modelled (no rows in the training table, "
+                "or too few); the generator will not produce them",
+                UserWarning,
+                stacklevel=2,
+            )
+        self.labels_ = tuple(labels[k] for k in kept)
+        self.class_rows_ = [self.class_rows_[k] for k in kept]
+        self.privacy_ = [r for r in records if r is not None]
         self.manifest_ = self._build_manifest()
         return self
 
@@ -185,7 +184,7 @@ class BaseGenerator(BaseEstimator):  # type: ignore[misc]
     # -- hooks ----------------------------------------------------------------------------
     def _fit_classes(
         self, groups: list[np.ndarray], encoder: TableEncoder, progress: ProgressCallback | None
-    ) -> list[PrivacyRecord]:
+    ) -> list[PrivacyRecord | None]:
         raise NotImplementedError
 
     def _sample_class(self, k: int, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -206,9 +205,6 @@ class BaseGenerator(BaseEstimator):  # type: ignore[misc]
     @classmethod
     def _params_from_training(cls, training: dict[str, Any]) -> dict[str, Any]:
         return dict(training)
-
-    def _class_weights(self) -> list[float]:
-        return [float(n) for n in self.class_rows_]
 
     # -- sampling -------------------------------------------------------------------------
     def _check_fitted(self) -> None:
@@ -232,11 +228,33 @@ class BaseGenerator(BaseEstimator):  # type: ignore[misc]
     def sample_encoded(
         self, counts: Sequence[int], rng: np.random.Generator
     ) -> list[np.ndarray]:
-        """Encoded rows, ``counts[k]`` of class ``k`` (in ``labels_`` order)."""
+        """Encoded rows, ``counts[k]`` of class ``k`` (in ``labels_`` order).
+
+        Every row is final: numeric values in [0, 1] and exact one-hot categories, already
+        drawn by this generator's own decoding.
+        """
         self._check_fitted()
         return [self._sample_class(k, int(c), rng) if c else
                 np.zeros((0, self.encoder_.n_outputs), np.float32)
                 for k, c in enumerate(counts)]
+
+    def sample_classes(
+        self, counts: Sequence[int], random_state: int | np.random.Generator | None = None
+    ) -> pd.DataFrame:
+        """``counts[k]`` synthetic rows of class ``labels_[k]``, in class order (not shuffled).
+
+        What :meth:`sample` and the Generators Pool both draw from.
+        """
+        self._check_fitted()
+        if len(counts) != len(self.labels_) or any(
+            isinstance(c, bool) or not isinstance(c, (int, np.integer)) or c < 0 for c in counts
+        ):
+            raise ThreedglError(
+                f"counts must be {len(self.labels_)} non-negative ints (one per class label "
+                f"{list(self.labels_)!r}), got {list(counts)!r}"
+            )
+        blocks = self.sample_encoded(counts, _rng(random_state))
+        return decode_blocks(self.encoder_, self.labels_, blocks, counts)
 
     def sample(
         self,
@@ -248,20 +266,15 @@ class BaseGenerator(BaseEstimator):  # type: ignore[misc]
 
         ``balanced=True`` (the paper) gives every class the same number of rows (±1);
         ``False`` follows the class sizes of the training table, as released in the
-        artifact.
+        artifact (noisy counts in the default mode).
         """
         self._check_fitted()
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
             raise ThreedglError(f"n must be a non-negative int, got {n!r}")
         rng = _rng(random_state)
-        weights = [1.0] * len(self.labels_) if balanced else self._class_weights()
-        counts = class_counts(int(n), weights)
-        blocks = self.sample_encoded(counts, rng)
-        return decode_blocks(self.encoder_, self.labels_, blocks, counts, rng,
-                             categorical=self._categorical_decoding())
-
-    def _categorical_decoding(self) -> Literal["argmax", "sample"]:
-        return "sample"
+        weights = [1.0] * len(self.labels_) if balanced else list(self.class_rows_)
+        frame = self.sample_classes(class_counts(int(n), weights), rng)
+        return shuffle_rows(frame, rng)
 
     # -- artifact -------------------------------------------------------------------------
     def _build_manifest(self) -> dict[str, Any]:
@@ -370,17 +383,38 @@ def decode_blocks(
     labels: Sequence[Category | None],
     blocks: Sequence[np.ndarray],
     counts: Sequence[int],
-    rng: np.random.Generator,
-    categorical: Literal["argmax", "sample"] = "sample",
 ) -> pd.DataFrame:
-    """Decode per-class encoded rows into one shuffled table with the class column."""
+    """Decode per-class encoded rows (final values, exact one-hots) into one table with
+    the class column, in class order."""
     matrix = np.concatenate(list(blocks), axis=0) if blocks else np.zeros((0, encoder.n_outputs))
     target = None
     if encoder.schema.target is not None:
         target = np.repeat(np.asarray(list(labels), dtype=object), counts)
-    order = rng.permutation(len(matrix))
-    matrix = matrix[order]
-    if target is not None:
-        target = target[order]
-    frame = encoder.decode(matrix, categorical=categorical, rng=rng, target_values=target)
-    return frame.reset_index(drop=True)
+    return encoder.decode(matrix, target_values=target).reset_index(drop=True)
+
+
+def shuffle_rows(frame: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+    """The rows of ``frame`` in a random order drawn from ``rng``, index reset."""
+    return frame.iloc[rng.permutation(len(frame))].reset_index(drop=True)
+
+
+def one_hot_codes(probabilities: np.ndarray, layout: Sequence[tuple[str, int, int]],
+                  rng: np.random.Generator | None) -> np.ndarray:
+    """Categorical blocks of decoder outputs made exact one-hots: argmax (``rng`` None)
+    or a draw from the block's probabilities; numeric columns are left as they are."""
+    out = np.array(probabilities, dtype=np.float32, copy=True)
+    n = len(out)
+    rows = np.arange(n)
+    for kind, start, stop in layout:
+        if kind != "categorical":
+            continue
+        block = out[:, start:stop].astype(np.float64)
+        if rng is None:
+            code = np.argmax(np.nan_to_num(block, nan=-np.inf), axis=1)
+        else:
+            cdf = np.cumsum(np.clip(np.nan_to_num(block), 0.0, None), axis=1)
+            u = rng.random((n, 1)) * cdf[:, -1:]
+            code = np.minimum((cdf < u).sum(axis=1), stop - start - 1)
+        out[:, start:stop] = 0.0
+        out[rows, start + code] = 1.0
+    return out

@@ -1,5 +1,8 @@
 """DDP-βVAE: one differentially private β-VAE per class; only the decoders are released.
 
+The default (``mode="anchored"``) is described in :mod:`threedgl.model.anchored`; the
+paper's model (``mode="paper"``) below.
+
 Paper §III-A and Fig. 1: the rows are split by class, one β-VAE per class is trained with
 DP-Adam (per-sample clipping to C, Gaussian noise σ·C, Poisson sampling at q = B/n_class),
 σ calibrated by the accountant so each class model meets (ε, δ). The decoders, fed with
@@ -15,8 +18,15 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from threedgl.errors import ArtifactError, ThreedglError
-from threedgl.model.base import BaseGenerator, ProgressCallback, _seed, single_thread
+from threedgl.errors import ArtifactError, PrivacyError, SchemaError, ThreedglError, check_range
+from threedgl.model.anchored import fit_anchored
+from threedgl.model.base import (
+    BaseGenerator,
+    ProgressCallback,
+    _seed,
+    one_hot_codes,
+    single_thread,
+)
 from threedgl.model.networks import Decoder
 from threedgl.model.presets import preset
 from threedgl.model.training import (
@@ -24,31 +34,69 @@ from threedgl.model.training import (
     DEFAULT_EPOCHS,
     DEFAULT_LEARNING_RATE,
     DEFAULT_MAX_GRAD_NORM,
+    _check_int,
     train_class_models,
 )
 from threedgl.privacy.accounting import PrivacyRecord
 from threedgl.schema import TableEncoder
+from threedgl.schema.bins import Discretizer
+
+#: Paper mode's values of the settings left to ``None`` (``"auto"`` in the default mode).
+PAPER_DEFAULTS: dict[str, Any] = {
+    "hidden": (64, 32),
+    "latent": 3,
+    "beta": 0.1,
+    "epochs": DEFAULT_EPOCHS,
+    "batch_size": DEFAULT_BATCH_SIZE,
+    "learning_rate": DEFAULT_LEARNING_RATE,
+    "categorical": "argmax",
+}
+MODES = ("anchored", "paper")
+#: Default shares of each class's Rényi budget (default mode): the noisy row count and
+#: the marginal anchor; DP-Adam gets the rest. See the README for how they were chosen.
+COUNT_SHARE = 0.05
+MARGINALS_SHARE = 0.2
 
 
 class DDPBetaVAE(BaseGenerator):
     """Per-class differentially private β-VAE generator (the paper's DDP-βVAE).
+
+    Two modes. ``mode="anchored"`` (the default) is DDP-βVAE as a full generative model:
+    every feature is a softmax over public bins (:mod:`threedgl.schema.bins`) that sampling
+    draws from; a share of each class's budget releases its row count and one-way
+    marginals, which set the decoder's output layer before DP-Adam starts; the sampling
+    rate, steps and noise follow from the noisy count, so no exact class size is used or
+    released; settings left to ``None`` are chosen from the schema and the noisy sizes
+    (:func:`threedgl.model.anchored.auto_settings`). ``mode="paper"`` is the paper's model
+    as published: numeric columns are the decoder's sigmoid mean, categorical columns its
+    argmax, the exact class sizes set q, the Table I architecture via :meth:`from_preset`.
 
     Parameters
     ----------
     epsilon, delta:
         The privacy target of each class model (paper: 1.9 and 1e-4). ``epsilon=inf``
         trains without privacy (for comparisons only).
+    mode:
+        ``"anchored"`` (default) or ``"paper"``.
     hidden, latent, beta:
         Encoder hidden sizes (h1, h2) (the decoder mirrors them), latent size d, and the
-        weight β ∈ (0, 1) of the KL term. :meth:`from_preset` gives the paper's Table I.
+        weight β ∈ (0, 1) of the KL term. ``None``: chosen (anchored) or (64, 32), 3, 0.1
+        (paper). :meth:`from_preset` gives the paper's Table I.
     epochs, batch_size, max_grad_norm, learning_rate:
         DP-Adam: passes over each class, expected Poisson batch size B (q = B/n_class),
-        clipping norm C and Adam's learning rate.
+        clipping norm C and Adam's learning rate. ``None``: chosen (anchored) or 20, 128,
+        5e-3 (paper).
+    bins:
+        Anchored mode: bins of a numeric column (``None``: from the smallest noisy class).
+    count_share, marginals_share:
+        Anchored mode: the shares of each class's Rényi budget spent on its noisy row count
+        and on its marginal anchor.
     accountant:
-        ``"rdp"`` (the paper's) or ``"prv"`` (Opacus' accountants).
+        ``"rdp"`` (the paper's) or ``"prv"`` (paper mode only; the anchored composition is
+        RDP at a fixed order).
     categorical:
-        How categorical outputs are decoded: ``"sample"`` from the decoder's softmax, or
-        ``"argmax"``.
+        Paper mode: how categorical outputs are decoded: ``"argmax"`` (default) or
+        ``"sample"`` from the softmax. The anchored mode always samples.
     random_state:
         Seed of the training noise and the initialisation. ``None`` draws fresh entropy.
         The seed is never written to the artifact (knowing it would reveal the noise).
@@ -57,7 +105,7 @@ class DDPBetaVAE(BaseGenerator):
     --------
     >>> from threedgl import DDPBetaVAE, datasets
     >>> ds = datasets.load("titanic")
-    >>> gen = DDPBetaVAE.from_preset("titanic", epochs=2, random_state=0)
+    >>> gen = DDPBetaVAE(epochs=2, random_state=0)
     >>> gen = gen.fit(ds.frame, target=ds.target, schema=ds.schema)
     >>> gen.sample(4, random_state=0).shape
     (4, 8)
@@ -69,19 +117,24 @@ class DDPBetaVAE(BaseGenerator):
         self,
         epsilon: float = 1.9,
         delta: float = 1e-4,
-        hidden: tuple[int, int] = (64, 32),
-        latent: int = 3,
-        beta: float = 0.1,
-        epochs: int = DEFAULT_EPOCHS,
-        batch_size: int = DEFAULT_BATCH_SIZE,
+        mode: Literal["anchored", "paper"] = "anchored",
+        hidden: tuple[int, int] | None = None,
+        latent: int | None = None,
+        beta: float | None = None,
+        epochs: int | None = None,
+        batch_size: int | None = None,
         max_grad_norm: float = DEFAULT_MAX_GRAD_NORM,
-        learning_rate: float = DEFAULT_LEARNING_RATE,
+        learning_rate: float | None = None,
+        bins: int | None = None,
+        count_share: float = COUNT_SHARE,
+        marginals_share: float = MARGINALS_SHARE,
         accountant: str = "rdp",
-        categorical: Literal["sample", "argmax"] = "argmax",
+        categorical: Literal["sample", "argmax"] | None = None,
         random_state: int | None = None,
     ) -> None:
         self.epsilon = epsilon
         self.delta = delta
+        self.mode = mode
         self.hidden = hidden
         self.latent = latent
         self.beta = beta
@@ -89,64 +142,146 @@ class DDPBetaVAE(BaseGenerator):
         self.batch_size = batch_size
         self.max_grad_norm = max_grad_norm
         self.learning_rate = learning_rate
+        self.bins = bins
+        self.count_share = count_share
+        self.marginals_share = marginals_share
         self.accountant = accountant
         self.categorical = categorical
         self.random_state = random_state
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> DDPBetaVAE:
-        """The architecture of the paper's Table I for a bundled dataset."""
-        params = preset(name)
+        """The paper's Table I model for a bundled dataset (paper mode unless overridden)."""
+        params = {"mode": "paper", **preset(name)}
         params.update(overrides)
         return cls(**params)
 
-    def _categorical_decoding(self) -> Literal["argmax", "sample"]:
-        if self.categorical not in ("sample", "argmax"):
+    # -- parameters -----------------------------------------------------------------------
+    def _check_mode(self) -> str:
+        if self.mode not in MODES:
+            raise ThreedglError(
+                f"The 'mode' parameter of DDPBetaVAE must be one of {list(MODES)}. "
+                f"Got {self.mode!r} instead."
+            )
+        return self.mode
+
+    def _setting(self, name: str) -> Any:
+        value = getattr(self, name)
+        return PAPER_DEFAULTS[name] if value is None and self.mode == "paper" else value
+
+    def _overrides(self) -> dict[str, Any]:
+        """Anchored mode: the settings the user fixed (the others are chosen)."""
+        out: dict[str, Any] = {}
+        for name in ("hidden", "latent", "beta", "epochs", "batch_size", "learning_rate", "bins"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if name == "hidden":
+                if len(tuple(value)) != 2:
+                    raise ThreedglError(
+                        f"The 'hidden' parameter of DDPBetaVAE must be two sizes (h1, h2). "
+                        f"Got {value!r}."
+                    )
+                value = tuple(_check_int("hidden", h) for h in value)
+            elif name in ("latent", "epochs", "batch_size", "bins"):
+                value = _check_int(name, value)
+            else:
+                check_range(name, value, low=0, high=1 if name == "beta" else None,
+                            owner="DDPBetaVAE")
+            out[name] = value
+        return out
+
+    # -- training -------------------------------------------------------------------------
+    def _fit_classes(
+        self, groups: list[np.ndarray], encoder: TableEncoder, progress: ProgressCallback | None
+    ) -> list[PrivacyRecord | None]:
+        mode = self._check_mode()
+        if mode == "anchored":
+            return self._fit_anchored(groups, encoder, progress)
+        if self._setting("categorical") not in ("sample", "argmax"):
             raise ThreedglError(
                 f"The 'categorical' parameter of DDPBetaVAE must be 'sample' or 'argmax'. "
                 f"Got {self.categorical!r} instead."
             )
-        return self.categorical
-
-    def _fit_classes(
-        self, groups: list[np.ndarray], encoder: TableEncoder, progress: ProgressCallback | None
-    ) -> list[PrivacyRecord]:
-        self._categorical_decoding()
-        if len(tuple(self.hidden)) != 2:
+        hidden = self._setting("hidden")
+        if len(tuple(hidden)) != 2:
             raise ThreedglError(
-                f"The 'hidden' parameter of DDPBetaVAE must be two sizes (h1, h2). Got {self.hidden!r}."
+                f"The 'hidden' parameter of DDPBetaVAE must be two sizes (h1, h2). Got {hidden!r}."
             )
+        kept = [k for k, g in enumerate(groups) if len(g)]
         with single_thread():
-            trained = self._train(groups, encoder, progress)
+            trained = train_class_models(
+                [groups[k] for k in kept],
+                encoder.layout,  # type: ignore[arg-type]
+                hidden=(hidden[0], hidden[1]),
+                latent=self._setting("latent"),
+                beta=self._setting("beta"),
+                epochs=self._setting("epochs"),
+                batch_size=self._setting("batch_size"),
+                learning_rate=self._setting("learning_rate"),
+                max_grad_norm=self.max_grad_norm,
+                epsilon=self.epsilon,
+                delta=self.delta,
+                accountant=self.accountant,
+                seed=_seed(self.random_state),
+                progress=_reindexed(progress, kept),
+            )
         self.architecture_ = trained.architecture
-        self.decoders_ = [trained.decoder(k) for k in range(len(groups))]
-        return list(trained.privacy)
+        self.decoders_ = [trained.decoder(k) for k in range(len(kept))]
+        self.settings_ = {name: self._setting(name) for name in PAPER_DEFAULTS}
+        records: list[PrivacyRecord | None] = [None] * len(groups)
+        for i, k in enumerate(kept):
+            records[k] = trained.privacy[i]
+        return records
 
-    def _train(
+    def _fit_anchored(
         self, groups: list[np.ndarray], encoder: TableEncoder, progress: ProgressCallback | None
-    ) -> Any:
-        return train_class_models(
-            groups,
-            encoder.layout,  # type: ignore[arg-type]
-            hidden=(self.hidden[0], self.hidden[1]),
-            latent=self.latent,
-            beta=self.beta,
-            epochs=self.epochs,
-            batch_size=self.batch_size,
-            learning_rate=self.learning_rate,
-            max_grad_norm=self.max_grad_norm,
-            epsilon=self.epsilon,
-            delta=self.delta,
-            accountant=self.accountant,
-            seed=_seed(self.random_state),
-            progress=progress,
-        )
+    ) -> list[PrivacyRecord | None]:
+        if self.accountant != "rdp":
+            raise PrivacyError(
+                "DDPBetaVAE's anchored mode composes its parts at a fixed Rényi order: use "
+                f"accountant='rdp' (or mode='paper' for {self.accountant!r})."
+            )
+        check_range("max_grad_norm", self.max_grad_norm, low=0, high=math.inf,
+                    high_inclusive=True, owner="DDPBetaVAE")
+        for name in ("count_share", "marginals_share"):
+            check_range(name, getattr(self, name), low=0, high=1, owner="DDPBetaVAE")
+        if self.count_share + self.marginals_share >= 1:
+            raise PrivacyError(
+                "count_share + marginals_share must be below 1 (DP-Adam needs the rest); got "
+                f"{self.count_share!r} + {self.marginals_share!r}."
+            )
+        overrides = self._overrides()
+        seed = _seed(self.random_state)
+        with single_thread():
+            trained = fit_anchored(
+                groups, encoder.schema, epsilon=self.epsilon, delta=self.delta,
+                count_share=self.count_share, marginals_share=self.marginals_share,
+                overrides=overrides, max_grad_norm=self.max_grad_norm, seed=seed,
+                progress=progress,
+            )
+        self.architecture_ = trained.architecture
+        self.decoders_ = [Decoder(st, trained.architecture) for st in trained.decoder_states]
+        self.discretizer_ = Discretizer(encoder.schema, trained.architecture["bins"])
+        self.settings_ = trained.settings
+        records: list[PrivacyRecord | None] = [None] * len(groups)
+        for i, k in enumerate(trained.kept):
+            records[k] = trained.privacy[i]
+            self.class_rows_[k] = trained.noisy_rows[i]
+        return records
 
+    # -- sampling -------------------------------------------------------------------------
     def _sample_class(self, k: int, n: int, rng: np.random.Generator) -> np.ndarray:
         g = torch.Generator().manual_seed(int(rng.integers(0, 2**63 - 1)))
         with single_thread():
-            return self.decoders_[k].sample(n, g)
+            out = self.decoders_[k].sample(n, g)
+        if self.mode == "anchored":
+            codes = self.discretizer_.sample_codes(out, rng)
+            return self.discretizer_.encoded(codes, rng)
+        decoding = self._setting("categorical")
+        return one_hot_codes(out, self.encoder_.layout, rng if decoding == "sample" else None)
 
+    # -- artifact -------------------------------------------------------------------------
     def _architecture(self) -> dict[str, Any]:
         return _jsonable(self.architecture_)
 
@@ -169,12 +304,31 @@ class DDPBetaVAE(BaseGenerator):
                 f"the file holds tensors for classes {sorted(groups)}, but the manifest lists "
                 f"{len(self.labels_)} class model(s)"
             )
-        n_outputs = architecture.get("n_outputs") if isinstance(architecture, dict) else None
-        if n_outputs != self.encoder_.n_outputs:
+        if not isinstance(architecture, dict):
+            raise ArtifactError("the architecture must be a JSON object")
+        binned = self._check_mode() == "anchored"
+        if binned != ("bins" in architecture):
+            raise ArtifactError(
+                f"a {self.mode!r} mode generator {'needs' if binned else 'has no'} "
+                "architecture field 'bins'"
+            )
+        if binned:
+            try:
+                self.discretizer_ = Discretizer(self.schema_, architecture["bins"])
+            except SchemaError as exc:
+                raise ArtifactError(f"architecture 'bins': {exc}") from None
+            width = self.discretizer_.n_outputs
+            layout = self.discretizer_.layout
+        else:
+            width, layout = self.encoder_.n_outputs, self.encoder_.layout
+        n_outputs = architecture.get("n_outputs")
+        if n_outputs != width:
             raise ArtifactError(
                 f"the architecture's n_outputs ({n_outputs!r}) does not match the schema's "
-                f"encoded width ({self.encoder_.n_outputs})"
+                f"encoded width ({width})"
             )
+        if [tuple(s) for s in architecture.get("layout", [])] != [tuple(s) for s in layout]:
+            raise ArtifactError("the architecture's layout does not match the schema's")
         self.architecture_ = architecture
         self.decoders_ = []
         for k in range(len(self.labels_)):
@@ -182,32 +336,55 @@ class DDPBetaVAE(BaseGenerator):
                 self.decoders_.append(Decoder(groups[k], architecture))
             except ThreedglError as exc:
                 raise ArtifactError(f"class model #{k}: {exc}") from None
+        names = ["hidden", "latent", "beta", "epochs", "batch_size", "learning_rate"]
+        self.settings_ = {name: self._setting(name) for name in names}
+        if binned:
+            self.settings_["bins"] = list(architecture["bins"])
+        else:
+            self.settings_["categorical"] = self._setting("categorical")
 
     def _training_parameters(self) -> dict[str, Any]:
-        return {
+        st = self.settings_
+        out: dict[str, Any] = {
+            "mode": self.mode,
             "epsilon": "inf" if math.isinf(self.epsilon) else float(self.epsilon),
             "delta": float(self.delta),
-            "hidden": [int(h) for h in self.hidden],
-            "latent": int(self.latent),
-            "beta": float(self.beta),
-            "epochs": int(self.epochs),
-            "batch_size": int(self.batch_size),
+            "hidden": [int(h) for h in st["hidden"]],
+            "latent": int(st["latent"]),
+            "beta": float(st["beta"]),
+            "epochs": int(st["epochs"]),
+            "batch_size": int(st["batch_size"]),
             "max_grad_norm": float(self.max_grad_norm) if math.isfinite(self.max_grad_norm) else "inf",
-            "learning_rate": float(self.learning_rate),
+            "learning_rate": float(st["learning_rate"]),
             "accountant": self.accountant,
-            "categorical": self.categorical,
             "optimizer": "DP-Adam (betas 0.9, 0.999; eps 1e-8), Poisson sampling",
         }
+        if self.mode == "paper":
+            out["categorical"] = st["categorical"]
+        else:
+            out["count_share"] = float(self.count_share)
+            out["marginals_share"] = float(self.marginals_share)
+            out["chosen"] = sorted(set(st) - set(self._overrides()) - {"bins"})
+        return out
 
     @classmethod
     def _params_from_training(cls, training: dict[str, Any]) -> dict[str, Any]:
         params = dict(training)
+        params.setdefault("mode", "paper")  # files written before the anchored mode
         for key in ("epsilon", "max_grad_norm"):
             if params.get(key) == "inf":
                 params[key] = math.inf
         if "hidden" in params and isinstance(params["hidden"], list):
             params["hidden"] = tuple(params["hidden"])
         return params
+
+
+
+def _reindexed(progress: ProgressCallback | None, kept: list[int]) -> ProgressCallback | None:
+    """``progress`` with the class index of the trained stack mapped back to the schema's."""
+    if progress is None:
+        return None
+    return lambda k, epoch, eps: progress(kept[k], epoch, eps)
 
 
 def _decoder_state(dec: Decoder) -> dict[str, torch.Tensor]:

@@ -1,8 +1,9 @@
 """The DP independent-marginals baseline: what a generator scores with no correlations.
 
-Per class, one histogram per feature (numeric: equal-width bins over the schema's bounds,
-or one bin per value for integer columns with few values; categorical: one bin per
-category), released with the Gaussian mechanism calibrated to the same (ε, δ) as
+Per class, one histogram per feature over the public bins of :mod:`threedgl.schema.bins`
+(numeric: equal-width bins over the schema's bounds, in log steps for a column declared
+``scale="log"``, or one bin per value for integer columns with few values; categorical:
+one bin per category), released with the Gaussian mechanism calibrated to the same (ε, δ) as
 DDP-βVAE (:mod:`threedgl.privacy.gaussian`), then clipped at zero and normalised.
 Sampling draws every column independently within the class. SPEC §4 explains why this
 baseline is in every table: on the paper's datasets it already scores about as well as
@@ -16,11 +17,12 @@ from typing import Any
 
 import numpy as np
 
-from threedgl.errors import ArtifactError, ThreedglError
+from threedgl.errors import ArtifactError, SchemaError, ThreedglError
 from threedgl.model.base import BaseGenerator, ProgressCallback, _rng
 from threedgl.privacy.accounting import PrivacyRecord
 from threedgl.privacy.gaussian import measure_histograms
-from threedgl.schema import NumericColumn, TableEncoder
+from threedgl.schema import Schema, TableEncoder
+from threedgl.schema.bins import Discretizer
 
 
 class DPMarginals(BaseGenerator):
@@ -52,47 +54,32 @@ class DPMarginals(BaseGenerator):
         self.accountant = accountant
         self.random_state = random_state
 
-    def _bin_counts(self, encoder: TableEncoder) -> list[int]:
+    def _discretizer(self, schema: Schema) -> Discretizer:
         if isinstance(self.bins, bool) or not isinstance(self.bins, int) or self.bins < 1:
             raise ThreedglError(
                 f"The 'bins' parameter of DPMarginals must be an int in the range [1, inf). "
                 f"Got {self.bins!r} instead."
             )
-        out = []
-        for span, col in zip(encoder.spans, encoder.schema.features, strict=True):
-            if isinstance(col, NumericColumn):
-                levels = col.maximum - col.minimum + 1
-                out.append(int(levels) if col.integer and levels <= self.bins else self.bins)
-            else:
-                out.append(span.width)
-        return out
+        return Discretizer(schema, self.bins)
 
     def _fit_classes(
         self, groups: list[np.ndarray], encoder: TableEncoder, progress: ProgressCallback | None
-    ) -> list[PrivacyRecord]:
-        bins = self._bin_counts(encoder)
+    ) -> list[PrivacyRecord | None]:
+        disc = self._discretizer(encoder.schema)
         rng = _rng(self.random_state)
+        self.discretizer_ = disc
         self.histograms_: list[list[np.ndarray]] = []
-        self.noisy_rows_: list[float] = []
-        records = []
+        records: list[PrivacyRecord | None] = []
         for k, rows in enumerate(groups):
-            counts = []
-            for span, nb in zip(encoder.spans, bins, strict=True):
-                block = rows[:, span.start : span.stop]
-                if span.kind == "categorical":
-                    counts.append(block.sum(axis=0).astype(np.float64))
-                else:
-                    col = encoder.schema[span.name]
-                    level = isinstance(col, NumericColumn) and col.integer and (
-                        col.maximum - col.minimum + 1 == nb
-                    )
-                    idx = _bin_index(block[:, 0], nb, level)
-                    counts.append(np.bincount(idx, minlength=nb).astype(np.float64))
+            if not len(rows):
+                records.append(None)
+                continue
+            counts = disc.histograms(disc.codes(rows))
             noisy, record = measure_histograms(
                 counts, epsilon=self.epsilon, delta=self.delta, accountant=self.accountant, rng=rng
             )
             clipped = [np.clip(c, 0.0, None) for c in noisy]
-            self.noisy_rows_.append(float(max(0.0, np.mean([c.sum() for c in noisy]))))
+            self.class_rows_[k] = float(max(0.0, np.mean([c.sum() for c in noisy])))
             self.histograms_.append([_normalise(c) for c in clipped])
             records.append(record)
             if progress is not None:
@@ -100,30 +87,21 @@ class DPMarginals(BaseGenerator):
         return records
 
     def _released_rows(self) -> list[float | int]:
-        return [round(r, 3) for r in self.noisy_rows_]
+        return [round(r, 3) for r in self.class_rows_]
 
     def _sample_class(self, k: int, n: int, rng: np.random.Generator) -> np.ndarray:
-        out = np.zeros((n, self.encoder_.n_outputs), dtype=np.float32)
-        for span, hist in zip(self.encoder_.spans, self.histograms_[k], strict=True):
+        disc = self.discretizer_
+        codes = np.zeros((n, len(disc.widths)), dtype=np.int64)
+        for j, hist in enumerate(self.histograms_[k]):
             cdf = np.cumsum(hist)
-            idx = np.minimum(np.searchsorted(cdf, rng.random(n) * cdf[-1], side="right"), len(hist) - 1)
-            if span.kind == "categorical":
-                out[np.arange(n), span.start + idx] = 1.0
-            else:
-                out[:, span.start] = _bin_value(idx, len(hist), rng, self._is_level(span.name, len(hist)))
-        return out
-
-    def _is_level(self, name: str, n_bins: int) -> bool:
-        col = self.encoder_.schema[name]
-        return (
-            isinstance(col, NumericColumn)
-            and col.integer
-            and col.maximum - col.minimum + 1 == n_bins
-        )
+            codes[:, j] = np.minimum(
+                np.searchsorted(cdf, rng.random(n) * cdf[-1], side="right"), len(hist) - 1
+            )
+        return disc.encoded(codes, rng)
 
     def _architecture(self) -> dict[str, Any]:
         return {
-            "bins": [len(h) for h in self.histograms_[0]],
+            "bins": list(self.discretizer_.widths),
             "layout": [list(x) for x in self.encoder_.layout],
         }
 
@@ -139,6 +117,10 @@ class DPMarginals(BaseGenerator):
         n_features = len(self.encoder_.spans)
         if not isinstance(bins, list) or len(bins) != n_features:
             raise ArtifactError(f"architecture 'bins' must list {n_features} bin counts")
+        try:
+            self.discretizer_ = Discretizer(self.schema_, bins)
+        except SchemaError as exc:
+            raise ArtifactError(f"architecture 'bins': {exc}") from None
         expected = {
             f"class{k}.feature{j}": (int(b),)
             for k in range(len(self.labels_))
@@ -148,9 +130,6 @@ class DPMarginals(BaseGenerator):
             extra = sorted(set(tensors) - set(expected))[:3]
             missing = sorted(set(expected) - set(tensors))[:3]
             raise ArtifactError(f"unexpected tensors {extra} / missing tensors {missing}")
-        for span, b in zip(self.encoder_.spans, bins, strict=True):
-            if span.kind == "categorical" and b != span.width:
-                raise ArtifactError(f"column '{span.name}': {b} bins but {span.width} categories")
         self.histograms_ = []
         for k in range(len(self.labels_)):
             hists = []
@@ -160,7 +139,6 @@ class DPMarginals(BaseGenerator):
                     raise ArtifactError(f"tensor 'class{k}.feature{j}' has a bad shape or sign")
                 hists.append(_normalise(t))
             self.histograms_.append(hists)
-        self.noisy_rows_ = list(self.class_rows_)
 
     def _training_parameters(self) -> dict[str, Any]:
         return {
@@ -177,22 +155,6 @@ class DPMarginals(BaseGenerator):
         if params.get("epsilon") == "inf":
             params["epsilon"] = math.inf
         return params
-
-
-def _bin_index(scaled: np.ndarray, n_bins: int, levels: bool) -> np.ndarray:
-    x = np.asarray(scaled, dtype=np.float64)
-    if n_bins == 1:
-        return np.zeros(len(x), dtype=np.int64)
-    raw = np.rint(x * (n_bins - 1)) if levels else np.floor(x * n_bins)
-    return np.clip(raw.astype(np.int64), 0, n_bins - 1)
-
-
-def _bin_value(idx: np.ndarray, n_bins: int, rng: np.random.Generator, levels: bool) -> np.ndarray:
-    if n_bins == 1:
-        return rng.random(len(idx)) if not levels else np.zeros(len(idx))
-    if levels:  # one bin per integer value: the bin's exact value
-        return idx / (n_bins - 1)
-    return (idx + rng.random(len(idx))) / n_bins
 
 
 def _normalise(counts: np.ndarray) -> np.ndarray:

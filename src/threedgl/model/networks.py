@@ -80,12 +80,18 @@ def check_layout(layout: Any, n_outputs: int | None = None) -> list[Span]:
 
 
 def check_architecture(arch: Any) -> dict[str, Any]:
-    """Validate an architecture dict ``{h1, h2, latent, n_outputs, layout}``; return a copy."""
+    """Validate an architecture dict ``{h1, h2, latent, n_outputs, layout}``; return a copy.
+
+    A binned model (DDP-βVAE's default mode) also has ``bins``: the bin count of every
+    feature (checked against the schema by :class:`threedgl.schema.bins.Discretizer`).
+    """
     if not isinstance(arch, Mapping):
         raise ThreedglError(f"The architecture must be a mapping. Got {type(arch).__name__}.")
     keys = {"h1", "h2", "latent", "n_outputs", "layout"}
-    if set(arch) != keys:
-        raise ThreedglError(f"The architecture must have exactly the keys {sorted(keys)}.")
+    if set(arch) - {"bins"} != keys:
+        raise ThreedglError(
+            f"The architecture must have exactly the keys {sorted(keys)} (and optionally 'bins')."
+        )
     out: dict[str, Any] = {}
     for k in ("h1", "h2", "latent", "n_outputs"):
         v = arch[k]
@@ -95,6 +101,17 @@ def check_architecture(arch: Any) -> dict[str, Any]:
             )
         out[k] = v
     out["layout"] = [list(s) for s in check_layout(arch["layout"], out["n_outputs"])]
+    if "bins" in arch:
+        bins = arch["bins"]
+        if not isinstance(bins, list) or not all(
+            isinstance(b, int) and not isinstance(b, bool) and b >= 1 for b in bins
+        ):
+            raise ThreedglError("Architecture field 'bins' must be a list of positive ints.")
+        if sum(bins) != out["n_outputs"]:
+            raise ThreedglError(
+                f"Architecture field 'bins' adds up to {sum(bins)}, not n_outputs={out['n_outputs']}."
+            )
+        out["bins"] = list(bins)
     return out
 
 

@@ -66,6 +66,7 @@ __all__ = [
     "class_generators",
     "run_stack",
     "train_class_models",
+    "train_stack",
 ]
 
 #: Passes over each class (in expectation). See the module docstring for the measurements.
@@ -169,14 +170,85 @@ def train_class_models(
         for q, s in zip(rates, steps, strict=True)
     ]
 
+    def epsilon_after(k: int, done: int) -> float:
+        return compute_epsilon(sigmas[k], rates[k], done, delta, accountant) if private else math.inf
+
+    model = train_stack(
+        arrays, spans, hidden=(h1, h2), latent=latent, beta=beta, learning_rate=learning_rate,
+        noise_multipliers=sigmas, sample_rates=rates, steps=steps,
+        expected_batch_sizes=[q * n for q, n in zip(rates, n_rows, strict=True)],
+        max_grad_norm=clip, epochs=epochs, seed=seed, epsilon_after=epsilon_after,
+        progress=progress,
+    )
+    records_out = [
+        PrivacyRecord(
+            noise_multiplier=sigma,
+            sample_rate=q,
+            steps=s,
+            max_grad_norm=clip,
+            accountant=accountant,
+            delta=float(delta),
+            epsilon=compute_epsilon(sigma, q, s, delta, accountant) if private else math.inf,
+        )
+        for sigma, q, s in zip(sigmas, rates, steps, strict=True)
+    ]
+    return TrainedModels(
+        decoder_states=[model.decoder_state(k) for k in range(len(arrays))],
+        architecture=model.architecture(),
+        privacy=records_out,
+        hyperparameters={
+            "hidden": [h1, h2],
+            "latent": latent,
+            "beta": float(beta),
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "learning_rate": float(learning_rate),
+            "max_grad_norm": clip,
+            "seed": seed,
+        },
+    )
+
+
+def train_stack(
+    arrays: Sequence[np.ndarray],
+    layout: Sequence[Span],
+    *,
+    hidden: tuple[int, int],
+    latent: int,
+    beta: float,
+    learning_rate: float,
+    noise_multipliers: Sequence[float],
+    sample_rates: Sequence[float],
+    steps: Sequence[int],
+    expected_batch_sizes: Sequence[float],
+    max_grad_norm: float,
+    epochs: int,
+    seed: int,
+    head_bias: Sequence[np.ndarray] | None = None,
+    epsilon_after: Callable[[int, int], float] | None = None,
+    progress: ProgressCallback | None = None,
+) -> BatchedVAE:
+    """Run DP-Adam on one β-VAE per array with the given, already accounted, parameters.
+
+    ``head_bias[k]``, if given, is class k's initial output bias (its DP marginal anchor);
+    its head weights then start at zero, so the untrained decoder outputs exactly the
+    anchor whatever z is. ``epsilon_after(k, steps_done)`` feeds ``progress``.
+    """
     m_models = len(arrays)
+    n_cols = check_layout(list(layout))[-1][2]
     gens = class_generators(seed, m_models)
-    model = BatchedVAE(n_cols, spans, hidden=(h1, h2), latent=latent, beta=beta, generators=gens)
+    model = BatchedVAE(n_cols, layout, hidden=hidden, latent=latent, beta=beta, generators=gens)
+    if head_bias is not None:
+        w, b = model.layers[-1]
+        with torch.no_grad():
+            w.zero_()
+            b.copy_(torch.as_tensor(np.stack(head_bias), dtype=b.dtype))
+    clip = float(max_grad_norm)
     opt = DPAdam(
         model.layers,
-        noise_multipliers=sigmas,
+        noise_multipliers=noise_multipliers,
         max_grad_norms=[clip] * m_models,
-        expected_batch_sizes=[q * n for q, n in zip(rates, n_rows, strict=True)],
+        expected_batch_sizes=expected_batch_sizes,
         steps=steps,
         generators=gens,
         lr=learning_rate,
@@ -191,41 +263,11 @@ def train_class_models(
             epoch = min(epochs, done[k] * epochs // steps[k])
             if active[k] and epoch > done_epochs[k]:
                 done_epochs[k] = epoch
-                eps = (
-                    compute_epsilon(sigmas[k], rates[k], done[k], delta, accountant)
-                    if private
-                    else math.inf
-                )
+                eps = epsilon_after(k, done[k]) if epsilon_after is not None else math.nan
                 progress(k, epoch, eps)
 
-    run_stack(model, opt, arrays, rates, gens, on_step)
-    records_out = [
-        PrivacyRecord(
-            noise_multiplier=sigma,
-            sample_rate=q,
-            steps=s,
-            max_grad_norm=clip,
-            accountant=accountant,
-            delta=float(delta),
-            epsilon=compute_epsilon(sigma, q, s, delta, accountant) if private else math.inf,
-        )
-        for sigma, q, s in zip(sigmas, rates, steps, strict=True)
-    ]
-    return TrainedModels(
-        decoder_states=[model.decoder_state(k) for k in range(m_models)],
-        architecture=model.architecture(),
-        privacy=records_out,
-        hyperparameters={
-            "hidden": [h1, h2],
-            "latent": latent,
-            "beta": float(beta),
-            "epochs": epochs,
-            "batch_size": batch_size,
-            "learning_rate": float(learning_rate),
-            "max_grad_norm": clip,
-            "seed": seed,
-        },
-    )
+    run_stack(model, opt, arrays, sample_rates, gens, on_step)
+    return model
 
 
 def run_stack(
@@ -244,7 +286,7 @@ def run_stack(
     """
     m_models = len(arrays)
     n_rows = [len(a) for a in arrays]
-    data = torch.zeros(m_models, max(n_rows), model.n_outputs)
+    data = torch.zeros(m_models, max(1, *n_rows), model.n_outputs)
     for k, a in enumerate(arrays):
         data[k, : len(a)] = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
     rows = torch.arange(m_models)[:, None]

@@ -17,8 +17,8 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from threedgl.errors import SchemaError, ThreedglError
-from threedgl.model.base import BaseGenerator, _rng, class_counts, decode_blocks
+from threedgl.errors import NotFittedError, SchemaError, ThreedglError
+from threedgl.model.base import BaseGenerator, _rng, class_counts, shuffle_rows
 from threedgl.schema import Schema
 from threedgl.schema.schema import Category
 
@@ -37,7 +37,8 @@ class GeneratorsPool:
         for i, g in enumerate(gens):
             if not isinstance(g, BaseGenerator):
                 raise ThreedglError(f"pool member #{i} is not a threedgl generator: {g!r}")
-            g._check_fitted()
+            if getattr(g, "manifest_", None) is None:
+                raise NotFittedError(f"pool member #{i} is not fitted: call its 'fit' first")
         first = gens[0].schema_
         for i, g in enumerate(gens[1:], start=1):
             diff = first.differences(g.schema_)
@@ -89,7 +90,7 @@ class GeneratorsPool:
         else:
             per_gen = class_counts(int(n), [1.0] * len(self.generators))
             for gi, g in enumerate(self.generators):
-                alloc[gi] = class_counts(per_gen[gi], g._class_weights())
+                alloc[gi] = class_counts(per_gen[gi], list(g.class_rows_))
         return alloc
 
     def sample(
@@ -98,16 +99,13 @@ class GeneratorsPool:
         balanced: bool = True,
         random_state: int | np.random.Generator | None = None,
     ) -> pd.DataFrame:
-        """``n`` synthetic rows from the pool, shuffled, in the schema's format."""
+        """``n`` synthetic rows from the pool, shuffled, in the schema's format.
+
+        Each generator draws its share through its public :meth:`sample_classes` (so it
+        decodes as it does alone); the rows are then shuffled together.
+        """
         rng = _rng(random_state)
         alloc = self.allocation(n, balanced)
-        blocks: list[np.ndarray] = []
-        labels: list[Category | None] = []
-        counts: list[int] = []
-        for g, per_class in zip(self.generators, alloc, strict=True):
-            for k, block in enumerate(g.sample_encoded(per_class, rng)):
-                blocks.append(block)
-                labels.append(g.labels_[k])
-                counts.append(per_class[k])
-        encoder = self.generators[0].encoder_
-        return decode_blocks(encoder, labels, blocks, counts, rng)
+        frames = [g.sample_classes(per_class, rng)
+                  for g, per_class in zip(self.generators, alloc, strict=True)]
+        return shuffle_rows(pd.concat(frames, ignore_index=True), rng)

@@ -1,4 +1,9 @@
-"""The Gaussian mechanism on histograms: the budget spent by the DP marginals baseline.
+"""The Gaussian mechanism on counts and histograms: the budget spent outside DP-Adam.
+
+Two users: the DP marginals baseline (all of its budget, :func:`measure_histograms`) and
+DDP-βVAE's default mode (a share of each class's budget: :func:`release_count` for the
+class's row count, then :func:`release_histograms` for its one-way marginals, the
+anchor of the decoder's output layer).
 
 One class's table of n rows gives one histogram per feature. Adding or removing one row
 changes exactly one count in each of the F histograms by 1, so the vector of all counts
@@ -37,8 +42,28 @@ def measure_histograms(
         record = PrivacyRecord(0.0, 1.0, 1, sensitivity, accountant, float(delta), math.inf)
         return [np.asarray(c, dtype=np.float64) for c in counts], record
     sigma = calibrate_noise_multiplier(epsilon, delta, 1.0, 1, accountant)
-    std = sigma * sensitivity
-    noisy = [np.asarray(c, dtype=np.float64) + rng.normal(0.0, std, size=len(c)) for c in counts]
+    noisy = release_histograms(counts, noise_multiplier=sigma, rng=rng)
     spent = compute_epsilon(sigma, 1.0, 1, delta, accountant)
     record = PrivacyRecord(sigma, 1.0, 1, sensitivity, accountant, float(delta), spent)
     return noisy, record
+
+
+def release_count(n: int, *, noise_multiplier: float, rng: np.random.Generator) -> float:
+    """``n + N(0, σ²)``: a row count (sensitivity 1 under add/remove-one)."""
+    return float(n) + float(rng.normal(0.0, noise_multiplier)) if noise_multiplier else float(n)
+
+
+def release_histograms(
+    counts: Sequence[np.ndarray], *, noise_multiplier: float, rng: np.random.Generator
+) -> list[np.ndarray]:
+    """Per-feature histograms of one class plus ``N(0, (σ√F)²)`` on every count.
+
+    One row changes one count in each of the F histograms, so the L2 sensitivity is √F and
+    ``noise_multiplier`` σ is relative to it. σ = 0 releases the exact counts.
+    """
+    std = noise_multiplier * math.sqrt(len(counts))
+    out = []
+    for c in counts:
+        c = np.asarray(c, dtype=np.float64)
+        out.append(c + rng.normal(0.0, std, size=len(c)) if std else c.copy())
+    return out

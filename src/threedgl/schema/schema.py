@@ -44,13 +44,17 @@ class NumericColumn:
     """A numeric column with public bounds ``[minimum, maximum]``.
 
     Values outside the bounds are clipped when encoded. ``integer=True`` columns are
-    rounded when decoded and come back as ``int64``.
+    rounded when decoded and come back as ``int64``. ``scale`` is public knowledge of the
+    column's shape: ``"log"`` for a skewed column (fares, capital gains) makes binned
+    generators cut its range into equal steps of ``log1p(x - minimum)`` instead of equal
+    steps of ``x``.
     """
 
     name: str
     minimum: float
     maximum: float
     integer: bool = False
+    scale: Literal["linear", "log"] = "linear"
     kind: Literal["numeric"] = field(default="numeric", init=False)
 
     def __post_init__(self) -> None:
@@ -71,15 +75,22 @@ class NumericColumn:
         if not isinstance(self.integer, (bool, np.bool_)):
             raise SchemaError(f"column '{self.name}': integer must be true or false")
         object.__setattr__(self, "integer", bool(self.integer))
+        if self.scale not in ("linear", "log"):
+            raise SchemaError(
+                f"column '{self.name}': scale must be 'linear' or 'log', got {self.scale!r}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "name": self.name,
             "kind": "numeric",
             "minimum": self.minimum,
             "maximum": self.maximum,
             "integer": self.integer,
         }
+        if self.scale != "linear":  # the default is left out: older schemas stay identical
+            out["scale"] = self.scale
+        return out
 
 
 @dataclass(frozen=True)
@@ -418,7 +429,8 @@ def apply_nan_policy(table: pd.DataFrame, nan_policy: NanPolicy = "error") -> pd
 def _describe(c: Column) -> str:
     if isinstance(c, NumericColumn):
         kind = "integer" if c.integer else "numeric"
-        return f"{kind} [{c.minimum!r}, {c.maximum!r}]"
+        scale = "" if c.scale == "linear" else f" ({c.scale} scale)"
+        return f"{kind} [{c.minimum!r}, {c.maximum!r}]{scale}"
     return f"categorical {list(c.categories)!r}"
 
 
@@ -429,7 +441,7 @@ def _column_from_dict(raw: Any, index: int) -> Column:
     name = _check_name(raw.get("name"))
     where = f"schema column #{index} ('{name}')"
     if kind == "numeric":
-        allowed = {"name", "kind", "minimum", "maximum", "integer"}
+        allowed = {"name", "kind", "minimum", "maximum", "integer", "scale"}
         unknown = set(raw) - allowed
         if unknown:
             raise SchemaError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
@@ -437,7 +449,8 @@ def _column_from_dict(raw: Any, index: int) -> Column:
             if f not in raw:
                 raise SchemaError(f"{where}: field '{f}' is required for a numeric column")
         return NumericColumn(
-            name=name, minimum=raw["minimum"], maximum=raw["maximum"], integer=raw.get("integer", False)
+            name=name, minimum=raw["minimum"], maximum=raw["maximum"],
+            integer=raw.get("integer", False), scale=raw.get("scale", "linear"),
         )
     if kind == "categorical":
         allowed = {"name", "kind", "categories", "fallback"}
@@ -500,6 +513,7 @@ def infer_schema(
     *,
     categorical: Iterable[str] = (),
     integer: Iterable[str] = (),
+    log_scale: Iterable[str] = (),
     max_categories: int = 1000,
 ) -> Schema:
     """Infer a schema from a table (``source="data"``).
@@ -507,7 +521,8 @@ def infer_schema(
     Numeric dtypes become numeric columns with the observed minimum and maximum
     (``integer`` when the dtype is an integer dtype or the column is listed in
     ``integer``); every other dtype, the class column and the columns listed in
-    ``categorical`` become categorical with their sorted observed values.
+    ``categorical`` become categorical with their sorted observed values. Numeric columns
+    listed in ``log_scale`` get ``scale="log"`` (skewed columns: see :class:`NumericColumn`).
 
     Warning: bounds and categories inferred from private data are functions of that data
     and are *not* protected by differential privacy. Declare the schema in public for a
@@ -523,7 +538,8 @@ def infer_schema(
         )
     categorical = set(categorical)
     integer = set(integer)
-    for name in categorical | integer:
+    log_scale = set(log_scale)
+    for name in categorical | integer | log_scale:
         if name not in df.columns:
             raise SchemaError(f"column '{name}' is not in the table")
     columns: list[Column] = []
@@ -536,9 +552,12 @@ def infer_schema(
         if is_num and name != target and name not in categorical:
             as_int = pd.api.types.is_integer_dtype(s.dtype) or name in integer
             columns.append(
-                NumericColumn(str(name), float(s.min()), float(s.max()), integer=bool(as_int))
+                NumericColumn(str(name), float(s.min()), float(s.max()), integer=bool(as_int),
+                              scale="log" if name in log_scale else "linear")
             )
             continue
+        if name in log_scale:
+            raise SchemaError(f"column '{name}' is listed in log_scale but is not numeric")
         values = list(pd.unique(s))
         if len(values) > max_categories:
             raise SchemaError(

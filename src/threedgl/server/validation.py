@@ -11,9 +11,12 @@ further check is added here. In order:
    records, tensor names and shapes against the architecture;
 3. the schema in the manifest equals the federation's (``Schema.differences`` empty);
 4. each class model's privacy record: its accountant is accepted by the policy, δ is at
-   most the policy's, ε is *recomputed* by the server from (σ, q, steps, δ) with Opacus'
-   accountant, and must be at most the policy's ε; the recorded ε may not understate
-   the recomputed one by more than :data:`EPSILON_TOLERANCE`;
+   most the policy's, ε is *recomputed* by the server from every recorded mechanism
+   (σ, q, steps, δ; and for the default mode the noisy count and the marginal anchor,
+   composed at the recorded Rényi order) with Opacus' accountant, and must be at most the
+   policy's ε; the recorded ε may not understate the recomputed one by more than
+   :data:`EPSILON_TOLERANCE`; for DDP-βVAE, q and steps must follow from the recorded
+   row count, batch size and epochs;
 5. the manifest's overall privacy statement, when it gives ε and δ, meets the policy too.
 
 Nothing here spends privacy budget: it only reads what a client released.
@@ -106,6 +109,9 @@ def validate_upload(
         )
 
     checked = tuple(_check_model(i, m, ours, federation) for i, m in enumerate(manifest["models"]))
+    if manifest["generator"] == "ddp-betavae":
+        for i, m in enumerate(manifest["models"]):
+            _check_sampling(i, m, checked[i], manifest["training"])
     epsilon = max(m.recomputed_epsilon for m in checked)
     delta = max(m.delta for m in checked)
     _check_statement(manifest.get("privacy"), epsilon, federation)
@@ -130,7 +136,7 @@ def _generator_loader() -> Callable[..., Any]:
 def _check_model(
     index: int, model: dict[str, Any], schema: Any, federation: FederationPolicy
 ) -> CheckedModel:
-    from threedgl.privacy.accounting import PrivacyRecord, compute_epsilon
+    from threedgl.privacy.accounting import PrivacyRecord
 
     label = model.get("label")
     where = f"class model #{index} (label {label!r})"
@@ -155,19 +161,19 @@ def _check_model(
             f"{federation.max_delta!r}"
         )
     try:
-        recomputed = compute_epsilon(
-            record.noise_multiplier,
-            record.sample_rate,
-            record.steps,
-            record.delta,
-            accountant=record.accountant,
-        )
+        recomputed = record.recompute_epsilon()
     except PrivacyError as exc:
         raise UploadRejected(f"{where}: {exc}") from None
     params = (
         f"noise_multiplier={record.noise_multiplier!r}, sample_rate={record.sample_rate!r}, "
         f"steps={record.steps}, delta={record.delta!r}, accountant={record.accountant!r}"
     )
+    if record.rdp_order is not None:
+        params += (
+            f", rdp_order={record.rdp_order!r}, count_noise_multiplier="
+            f"{record.count_noise_multiplier!r}, marginals_noise_multiplier="
+            f"{record.marginals_noise_multiplier!r}"
+        )
     if not math.isfinite(recomputed) or recomputed > federation.max_epsilon:
         raise UploadRejected(
             f"{where}: epsilon recomputed by the server is {recomputed:.4g} ({params}), above "
@@ -194,6 +200,33 @@ def _check_model(
         recorded_epsilon=record.epsilon,
         recomputed_epsilon=recomputed,
     )
+
+
+def _check_sampling(
+    index: int, model: dict[str, Any], checked: CheckedModel, training: dict[str, Any]
+) -> None:
+    """DP-Adam's sampling rate and steps must follow from the released row count.
+
+    q = min(1, batch_size / rows) and steps = ceil(epochs / q), with ``rows`` the class
+    model's recorded (noisy, in the default mode) row count: a client cannot claim a
+    smaller q, or fewer steps, than its own released sizes imply.
+    """
+    where = f"class model #{index} (label {checked.label!r})"
+    rows, batch, epochs = model.get("rows"), training.get("batch_size"), training.get("epochs")
+    for name, value in (("rows", rows), ("batch_size", batch), ("epochs", epochs)):
+        if (isinstance(value, bool) or not isinstance(value, int | float)
+                or not math.isfinite(value) or value <= 0):
+            raise UploadRejected(f"{where}: '{name}' must be a positive number, got {value!r}")
+    assert isinstance(rows, int | float) and isinstance(batch, int | float)
+    assert isinstance(epochs, int | float)
+    rate = min(1.0, batch / rows)
+    steps = math.ceil(epochs / rate)
+    if not math.isclose(checked.sample_rate, rate, rel_tol=1e-9) or checked.steps != steps:
+        raise UploadRejected(
+            f"{where}: sample_rate={checked.sample_rate!r} and steps={checked.steps} do not "
+            f"follow from rows={rows!r}, batch_size={batch!r} and epochs={epochs!r} "
+            f"(expected sample_rate={rate!r}, steps={steps})"
+        )
 
 
 def _check_statement(statement: Any, epsilon: float, federation: FederationPolicy) -> None:

@@ -1,0 +1,211 @@
+"""DDP-βVAE's default mode: binned outputs, a DP marginal anchor, noisy class sizes.
+
+Per class k, at one Rényi order α fixed from (ε, δ) before any data is seen (see
+:mod:`threedgl.privacy.accounting`), the class's Rényi budget R is split three ways:
+
+1. ``count_share`` · R: the row count n_k is released as n̂_k = n_k + N(0, σ_c²)
+   (:func:`threedgl.privacy.gaussian.release_count`). A class whose n̂_k is below
+   max(:data:`MIN_NOISY_ROWS`, 2.5 σ_c) is not modelled. Everything sized by the data from here on (the
+   bins, the network, the batch size, q_k = B / n̂_k, the steps) is a function of the
+   noisy counts and the public schema: exact class sizes are never used nor released.
+2. ``marginals_share`` · R: the class's one-way histograms over the public bins
+   (:mod:`threedgl.schema.bins`), released with the Gaussian mechanism (sensitivity √F).
+   Clipped at zero and normalised, their logarithms become the decoder's output bias and
+   its output weights start at zero, so an untrained decoder samples the DP marginals;
+   DP-Adam then adds what the marginals miss: the correlations.
+3. the rest: DP-Adam (:mod:`threedgl.privacy.dp_adam`) on the one-hot bins, σ calibrated
+   at α for (q_k, steps_k).
+
+The three divergences at α add up to at most R, which converts to ε (Balle et al.); each
+class model's record holds every part so the server recomputes it. Sampling draws every
+feature's bin from the decoder's softmax and a value within the bin: the synthetic rows
+follow a distribution, not the decoder's mean.
+
+:func:`auto_settings` chooses what the paper leaves open from public facts only (the
+encoded width and the noisy class sizes); the rule and how it was chosen are in the
+README ("Choices the paper leaves open").
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from threedgl.errors import PrivacyError
+from threedgl.model.base import ProgressCallback
+from threedgl.model.training import train_stack
+from threedgl.privacy.accounting import (
+    PrivacyRecord,
+    calibrate_at_order,
+    epsilon_at_order,
+    gaussian_rdp,
+    rdp_budget,
+    rdp_order,
+    subsampled_gaussian_rdp,
+)
+from threedgl.privacy.gaussian import release_count, release_histograms
+from threedgl.schema import Schema
+from threedgl.schema.bins import Discretizer
+
+__all__ = ["MIN_NOISY_ROWS", "AnchoredModels", "auto_settings", "fit_anchored"]
+
+#: A class whose noisy row count is below max(MIN_NOISY_ROWS, 2.5 σ_count) is not modelled:
+#: too few rows to learn anything at a useful ε, and a class with no rows at all passes
+#: with probability 0.6 % (deciding on the noisy count keeps the decision private).
+MIN_NOISY_ROWS = 10.0
+NOISE_MARGIN = 2.5
+#: Floor of an anchor probability (a bin the noisy histogram zeroed is still reachable).
+ANCHOR_FLOOR = 1e-3
+
+
+def auto_settings(n_features: int, widths: Sequence[int] | None, noisy_rows: Sequence[float]
+                  ) -> dict[str, Any]:
+    """Bins, network and DP-Adam settings from public facts: the schema and noisy sizes.
+
+    ``widths`` are the bin counts per feature once chosen (None: only choose the bins).
+    """
+    n_min = max(1.0, min(noisy_rows))
+    out: dict[str, Any] = {"bins": int(np.clip(n_min // 30, 4, 20))}
+    if widths is None:
+        return out
+    width = int(sum(widths))
+    h1 = 128 if width > 96 else 64
+    out.update(
+        hidden=(h1, h1 // 2),
+        latent=int(np.clip(n_features // 2, 3, 8)),
+        beta=0.5,
+        batch_size=int(np.clip(2 ** round(math.log2(max(n_min / 8, 1))), 16, 256)),
+        epochs=int(np.clip(round(3000 / math.sqrt(n_min)), 10, 60)),
+        learning_rate=5e-3,
+    )
+    return out
+
+
+@dataclass(frozen=True)
+class AnchoredModels:
+    """What an anchored training releases, for the kept classes only."""
+
+    kept: list[int]  # indices into the input groups of the classes modelled
+    noisy_rows: list[float]
+    decoder_states: list[dict[str, Any]]
+    architecture: dict[str, Any]
+    privacy: list[PrivacyRecord]
+    settings: dict[str, Any]
+
+
+def _budget_split(epsilon: float, delta: float, count_share: float, marginals_share: float
+                  ) -> tuple[float, float, float, float]:
+    """(α, σ_count, σ_marginals, Rényi budget left for DP-Adam)."""
+    order = rdp_order(epsilon, delta)
+    total = rdp_budget(epsilon, delta, order)
+    sigma_c = math.sqrt(order / (2.0 * count_share * total))
+    sigma_m = math.sqrt(order / (2.0 * marginals_share * total))
+    rest = total - gaussian_rdp(sigma_c, order) - gaussian_rdp(sigma_m, order)
+    return order, sigma_c, sigma_m, rest
+
+
+def fit_anchored(
+    groups: Sequence[np.ndarray],
+    schema: Schema,
+    *,
+    epsilon: float,
+    delta: float,
+    count_share: float,
+    marginals_share: float,
+    overrides: dict[str, Any],
+    max_grad_norm: float,
+    seed: int,
+    progress: ProgressCallback | None = None,
+) -> AnchoredModels:
+    """Train the kept classes' anchored β-VAEs on ``groups`` (TableEncoder matrices).
+
+    ``overrides`` holds the settings the user fixed (hidden, latent, beta, epochs,
+    batch_size, learning_rate, bins); the others come from :func:`auto_settings`.
+    """
+    private = math.isfinite(epsilon)
+    anchor_seed, train_seed = np.random.SeedSequence(seed).spawn(2)
+    rng = np.random.default_rng(anchor_seed)
+    if private:
+        order, sigma_c, sigma_m, rest = _budget_split(epsilon, delta, count_share,
+                                                      marginals_share)
+    else:
+        order, sigma_c, sigma_m, rest = math.nan, 0.0, 0.0, math.inf
+    # 1. noisy counts (rounded to 0.1 row: what the manifest records and q is derived from)
+    noisy = [round(max(0.0, release_count(len(g), noise_multiplier=sigma_c, rng=rng)), 1)
+             for g in groups]
+    threshold = max(MIN_NOISY_ROWS, NOISE_MARGIN * sigma_c) if private else 1.0
+    kept = [k for k, n in enumerate(noisy) if n >= threshold]
+    if not kept:
+        raise PrivacyError(
+            f"no class has a noisy row count of at least {threshold:.3g}: the table is too "
+            "small to train a private generator at this epsilon"
+        )
+    rows = [noisy[k] for k in kept]
+    settings = {**auto_settings(len(schema.features), None, rows), **overrides}
+    disc = Discretizer(schema, int(settings["bins"]))
+    settings = {**auto_settings(len(schema.features), disc.widths, rows), **overrides}
+    settings["bins"] = list(disc.widths)
+    codes = [disc.codes(groups[k]) for k in kept]
+    # 2. the marginal anchor
+    bias = []
+    for c in codes:
+        hists = release_histograms(disc.histograms(c), noise_multiplier=sigma_m, rng=rng)
+        bias.append(np.concatenate([_log_probabilities(h) for h in hists]).astype(np.float32))
+    # 3. DP-Adam at the fixed order, q and steps from the noisy counts
+    batch, epochs = int(settings["batch_size"]), int(settings["epochs"])
+    rates = [min(1.0, batch / n) for n in rows]
+    steps = [math.ceil(epochs / q) for q in rates]
+    sigmas = [calibrate_at_order(rest, q, s, order) if private else 0.0
+              for q, s in zip(rates, steps, strict=True)]
+    clip = float(max_grad_norm) if private else math.inf
+
+    def spent(k: int, done: int) -> float:
+        if not private:
+            return math.inf
+        used = (gaussian_rdp(sigma_c, order) + gaussian_rdp(sigma_m, order)
+                + subsampled_gaussian_rdp(sigmas[k], rates[k], max(1, done), order))
+        return epsilon_at_order(used, order, delta)
+
+    hidden = tuple(int(h) for h in settings["hidden"])
+    model = train_stack(
+        [disc.one_hot(c) for c in codes], disc.layout,
+        hidden=(hidden[0], hidden[1]), latent=int(settings["latent"]),
+        beta=float(settings["beta"]), learning_rate=float(settings["learning_rate"]),
+        noise_multipliers=sigmas, sample_rates=rates, steps=steps,
+        expected_batch_sizes=[q * n for q, n in zip(rates, rows, strict=True)],
+        max_grad_norm=clip, epochs=epochs,
+        seed=int(train_seed.generate_state(1, np.uint64)[0]),
+        head_bias=bias, epsilon_after=spent,
+        progress=None if progress is None else lambda k, e, eps: progress(kept[k], e, eps),
+    )
+    records = []
+    for k in range(len(kept)):
+        if private:
+            records.append(PrivacyRecord(
+                noise_multiplier=sigmas[k], sample_rate=rates[k], steps=steps[k],
+                max_grad_norm=clip, accountant="rdp", delta=float(delta),
+                epsilon=spent(k, steps[k]), rdp_order=order,
+                count_noise_multiplier=sigma_c, marginals_noise_multiplier=sigma_m,
+            ))
+        else:
+            records.append(PrivacyRecord(0.0, rates[k], steps[k], clip, "rdp", float(delta),
+                                         math.inf))
+    architecture = {**model.architecture(), "bins": list(disc.widths)}
+    return AnchoredModels(
+        kept=kept, noisy_rows=rows,
+        decoder_states=[model.decoder_state(k) for k in range(len(kept))],
+        architecture=architecture, privacy=records, settings=settings,
+    )
+
+
+def _log_probabilities(noisy_counts: np.ndarray) -> np.ndarray:
+    """Log of the clipped, normalised noisy histogram, with a floor on every bin."""
+    p = np.clip(noisy_counts, 0.0, None)
+    total = p.sum()
+    p = np.full(len(p), 1.0 / len(p)) if total <= 0 else p / total
+    p = np.maximum(p, ANCHOR_FLOOR)
+    return np.log(p / p.sum())

@@ -1,0 +1,197 @@
+"""Every feature as a distribution over public bins, built from the schema alone.
+
+Binned generators (DDP-βVAE's default mode and the DP marginals baseline) model each
+feature as a categorical variable:
+
+* a categorical column: one bin per category;
+* an integer column with at most ``bins`` values in its bounds: one bin per value
+  (``"levels"``), so a value is reproduced exactly;
+* any other numeric column: ``bins`` equal steps of its public range, in ``x`` or, when
+  the schema declares ``scale="log"``, in ``log1p(x - minimum)``. A value drawn for a bin
+  is uniform within the bin (on the column's scale), then rounded for integer columns.
+
+Nothing here looks at data to choose an edge: the bins are a function of the schema and
+the bin count, so encoding data with them leaks nothing. :class:`Discretizer` works on
+the matrix of :class:`~threedgl.schema.TableEncoder` (numeric columns min-max scaled to
+[0, 1], categorical one-hot), so a generator that samples bin codes decodes through the
+same encoder as every other generator.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from threedgl.errors import SchemaError
+from threedgl.schema.encoder import TableEncoder
+from threedgl.schema.schema import CategoricalColumn, NumericColumn, Schema
+
+__all__ = ["MAX_BINS", "Discretizer", "FeatureBins"]
+
+#: Upper bound of bins per numeric column (a hostile manifest cannot ask for more).
+MAX_BINS = 1000
+
+
+@dataclass(frozen=True)
+class FeatureBins:
+    """How one feature is binned: ``width`` bins of the given ``kind``."""
+
+    name: str
+    kind: Literal["categorical", "levels", "linear", "log"]
+    width: int
+    start: int  # first column of the feature in the TableEncoder matrix
+
+
+class Discretizer:
+    """Map a :class:`TableEncoder` matrix to per-feature bin codes and back.
+
+    ``bins`` is the number of bins of a numeric column (an int), or one width per feature
+    (what an artifact records); categorical widths are always the category counts.
+    """
+
+    def __init__(self, schema: Schema, bins: int | Sequence[int]) -> None:
+        self.encoder = TableEncoder(schema)
+        spans = self.encoder.spans
+        features = schema.features
+        widths: list[int | None]
+        if isinstance(bins, (int, np.integer)) and not isinstance(bins, bool):
+            widths = [None] * len(features)
+            default = int(bins)
+            if not 1 <= default <= MAX_BINS:
+                raise SchemaError(f"bins must be an int in [1, {MAX_BINS}], got {bins!r}")
+        elif isinstance(bins, bool) or not isinstance(bins, Sequence):
+            raise SchemaError(f"bins must be an int or a list of ints, got {bins!r}")
+        else:
+            widths = list(bins)
+            default = 0
+            if len(widths) != len(features):
+                raise SchemaError(
+                    f"expected {len(features)} bin counts (one per feature), got {len(widths)}"
+                )
+        out: list[FeatureBins] = []
+        for span, col, w in zip(spans, features, widths, strict=True):
+            if w is not None and (isinstance(w, bool) or not isinstance(w, (int, np.integer))
+                                  or not 1 <= w <= MAX_BINS):
+                raise SchemaError(f"column '{col.name}': bin count must be an int in "
+                                  f"[1, {MAX_BINS}], got {w!r}")
+            if isinstance(col, CategoricalColumn):
+                if w is not None and w != span.width:
+                    raise SchemaError(f"column '{col.name}': {w} bins but "
+                                      f"{span.width} categories")
+                out.append(FeatureBins(col.name, "categorical", span.width, span.start))
+                continue
+            assert isinstance(col, NumericColumn)
+            levels = _levels(col)
+            width = default if w is None else int(w)
+            if levels is not None and (width >= levels if w is None else width == levels):
+                out.append(FeatureBins(col.name, "levels", levels, span.start))
+            else:
+                out.append(FeatureBins(col.name, col.scale, width, span.start))
+        self.features: tuple[FeatureBins, ...] = tuple(out)
+        self.schema = schema
+        self.widths: tuple[int, ...] = tuple(f.width for f in out)
+        self.offsets = np.concatenate([[0], np.cumsum(self.widths)]).astype(np.int64)
+        self.n_outputs = int(self.offsets[-1])
+
+    @property
+    def layout(self) -> list[tuple[str, int, int]]:
+        """Every feature as a categorical block (what the model's output heads need)."""
+        return [("categorical", int(a), int(b))
+                for a, b in zip(self.offsets[:-1], self.offsets[1:], strict=True)]
+
+    # -- data → codes ---------------------------------------------------------------------
+    def codes(self, encoded: np.ndarray) -> np.ndarray:
+        """Bin codes ``(n, F)`` of the rows of a TableEncoder matrix."""
+        x = np.asarray(encoded)
+        out = np.zeros((len(x), len(self.features)), dtype=np.int64)
+        for j, (f, col) in enumerate(zip(self.features, self.schema.features, strict=True)):
+            if f.kind == "categorical":
+                out[:, j] = np.argmax(x[:, f.start : f.start + f.width], axis=1)
+                continue
+            assert isinstance(col, NumericColumn)
+            u = np.clip(x[:, f.start].astype(np.float64), 0.0, 1.0)
+            if f.kind == "levels":
+                code = np.rint(u * (col.maximum - col.minimum)) if f.width > 1 else 0 * u
+            else:
+                code = np.floor(_to_unit(col, f.kind, u) * f.width)
+            out[:, j] = np.clip(code, 0, f.width - 1).astype(np.int64)
+        return out
+
+    def one_hot(self, codes: np.ndarray) -> np.ndarray:
+        """The codes as concatenated one-hot blocks, float32 ``(n, n_outputs)``."""
+        out = np.zeros((len(codes), self.n_outputs), dtype=np.float32)
+        rows = np.arange(len(codes))
+        for j in range(len(self.features)):
+            out[rows, self.offsets[j] + codes[:, j]] = 1.0
+        return out
+
+    def histograms(self, codes: np.ndarray) -> list[np.ndarray]:
+        """One count vector per feature (each row counted once per feature)."""
+        return [np.bincount(codes[:, j], minlength=w).astype(np.float64)
+                for j, w in enumerate(self.widths)]
+
+    # -- codes → data ---------------------------------------------------------------------
+    def encoded(self, codes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """A TableEncoder matrix for bin codes: values drawn uniformly within their bins."""
+        n = len(codes)
+        out = np.zeros((n, self.encoder.n_outputs), dtype=np.float32)
+        rows = np.arange(n)
+        for j, (f, col) in enumerate(zip(self.features, self.schema.features, strict=True)):
+            c = codes[:, j]
+            if f.kind == "categorical":
+                out[rows, f.start + c] = 1.0
+                continue
+            assert isinstance(col, NumericColumn)
+            if f.kind == "levels":
+                span = col.maximum - col.minimum
+                out[:, f.start] = c / span if span > 0 else 0.0
+            else:
+                out[:, f.start] = _from_unit(col, f.kind, (c + rng.random(n)) / f.width)
+        return out
+
+    def sample_codes(self, probabilities: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Draw one bin per feature from per-block probabilities ``(n, n_outputs)``."""
+        p = np.asarray(probabilities, dtype=np.float64)
+        n = len(p)
+        out = np.zeros((n, len(self.features)), dtype=np.int64)
+        u = rng.random((n, len(self.features)))
+        for j, w in enumerate(self.widths):
+            block = p[:, self.offsets[j] : self.offsets[j] + w]
+            cdf = np.cumsum(block, axis=1)
+            out[:, j] = np.minimum((cdf < u[:, j : j + 1] * cdf[:, -1:]).sum(axis=1), w - 1)
+        return out
+
+
+def _levels(col: NumericColumn) -> int | None:
+    """Number of integer values in an integer column's bounds (None if not integer)."""
+    if not col.integer:
+        return None
+    lo, hi = math.ceil(col.minimum), math.floor(col.maximum)
+    if lo != col.minimum or hi != col.maximum:
+        return None  # integer column with fractional bounds: bin it
+    return int(hi - lo) + 1 if hi - lo < MAX_BINS else None
+
+
+def _to_unit(col: NumericColumn, kind: str, u: np.ndarray) -> np.ndarray:
+    """Position in [0, 1] on the column's scale of min-max scaled values ``u``."""
+    if kind != "log":
+        return u
+    span = col.maximum - col.minimum
+    if span <= 0:
+        return u
+    return np.log1p(u * span) / math.log1p(span)
+
+
+def _from_unit(col: NumericColumn, kind: str, t: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`_to_unit`: min-max scaled values of positions on the scale."""
+    t = np.clip(t, 0.0, 1.0)
+    if kind != "log":
+        return t
+    span = col.maximum - col.minimum
+    if span <= 0:
+        return t
+    return np.expm1(t * math.log1p(span)) / span
