@@ -16,7 +16,7 @@ from opacus.accountants.analysis.rdp import compute_rdp
 
 from threedgl import DDPBetaVAE, GeneratorsPool, load_generator
 from threedgl.errors import PrivacyError
-from threedgl.model.anchored import MIN_NOISY_ROWS, _budget_split
+from threedgl.model.anchored import MIN_NOISY_ROWS, NOISE_MARGIN, _budget_split
 from threedgl.privacy.accounting import (
     PrivacyRecord,
     calibrate_at_order,
@@ -63,11 +63,12 @@ def test_gaussian_rdp_is_opacus_with_sampling_rate_one() -> None:
 
 
 def test_budget_split_spends_the_shares_and_composes_to_epsilon() -> None:
-    order, sigma_c, sigma_m, rest = _budget_split(1.9, 1e-4, 0.05, 0.2)
+    order, sigma_c, sigma_m, rest = _budget_split(1.9, 1e-4, 0.05, 0.35)
     total = rdp_budget(1.9, 1e-4, order)
     assert gaussian_rdp(sigma_c, order) == pytest.approx(0.05 * total)
-    assert gaussian_rdp(sigma_m, order) == pytest.approx(0.2 * total)
-    assert rest == pytest.approx(0.75 * total)
+    assert gaussian_rdp(sigma_m, order) == pytest.approx(0.35 * total)
+    assert rest == pytest.approx(0.6 * total)
+    assert (sigma_c, sigma_m) == pytest.approx((8.861, 3.349), abs=1e-3)
     q, steps = 0.05, 400
     sigma = calibrate_at_order(rest, q, steps, order)
     record = PrivacyRecord(sigma, q, steps, 1.0, "rdp", 1e-4, 0.0, order, sigma_c, sigma_m)
@@ -151,9 +152,16 @@ def test_a_class_whose_noisy_count_is_small_is_not_modelled(titanic) -> None:  #
         )
     assert gen.labels_ == ("1",)
     assert gen.class_rows_[0] != len(only_one)
-    # at ε = 1.9 the count's noise is σ ≈ 8.9 rows: the threshold is 2.5 σ ≈ 22 rows
-    _, sigma_c, _, _ = _budget_split(1.9, 1e-4, 0.05, 0.2)
-    assert max(MIN_NOISY_ROWS, 2.5 * sigma_c) == pytest.approx(22.2, abs=0.1)
+    # at ε = 1.9 the count's noise is σ ≈ 8.9 rows: the threshold is 2 σ ≈ 17.7 rows
+    _, sigma_c, _, _ = _budget_split(1.9, 1e-4, 0.05, 0.35)
+    assert max(MIN_NOISY_ROWS, NOISE_MARGIN * sigma_c) == pytest.approx(17.7, abs=0.1)
+
+
+def test_a_tiny_table_still_models_its_largest_class(titanic) -> None:  # type: ignore[no-untyped-def]
+    tiny = titanic.frame.groupby(titanic.target).head(6)  # 6 rows per class
+    gen = _fit(tiny, titanic.schema, titanic.target, epochs=1, random_state=0)
+    assert len(gen.labels_) >= 1
+    assert len(gen.sample(50, random_state=0)) == 50
 
 
 # -- the anchor ------------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ Per class k, at one Rényi order α fixed from (ε, δ) before any data is seen 
 
 1. ``count_share`` · R: the row count n_k is released as n̂_k = n_k + N(0, σ_c²)
    (:func:`threedgl.privacy.gaussian.release_count`). A class whose n̂_k is below
-   max(:data:`MIN_NOISY_ROWS`, 2.5 σ_c) is not modelled. Everything sized by the data from here on (the
+   max(:data:`MIN_NOISY_ROWS`, 2 σ_c) is not modelled (but at least the largest is). Everything sized by the data from here on (the
    bins, the network, the batch size, q_k = B / n̂_k, the steps) is a function of the
    noisy counts and the public schema: exact class sizes are never used nor released.
 2. ``marginals_share`` · R: the class's one-way histograms over the public bins
@@ -53,13 +53,18 @@ from threedgl.schema.bins import Discretizer
 
 __all__ = ["MIN_NOISY_ROWS", "AnchoredModels", "auto_settings", "fit_anchored"]
 
-#: A class whose noisy row count is below max(MIN_NOISY_ROWS, 2.5 σ_count) is not modelled:
-#: too few rows to learn anything at a useful ε, and a class with no rows at all passes
-#: with probability 0.6 % (deciding on the noisy count keeps the decision private).
+#: A class whose noisy row count is below max(MIN_NOISY_ROWS, 2 σ_count) is not modelled
+#: (unless no class reaches it: then the class with the largest noisy count is): too few
+#: rows to learn anything at a useful ε, and a class with no rows at all passes with
+#: probability 2.3 %. Deciding on the noisy counts keeps the decision private.
 MIN_NOISY_ROWS = 10.0
-NOISE_MARGIN = 2.5
+NOISE_MARGIN = 2.0
 #: Floor of an anchor probability (a bin the noisy histogram zeroed is still reachable).
 ANCHOR_FLOOR = 1e-3
+
+
+#: DP-Adam steps of the largest class are capped near this (the fit-time budget).
+MAX_STEPS = 1000
 
 
 def auto_settings(n_features: int, widths: Sequence[int] | None, noisy_rows: Sequence[float]
@@ -67,19 +72,33 @@ def auto_settings(n_features: int, widths: Sequence[int] | None, noisy_rows: Seq
     """Bins, network and DP-Adam settings from public facts: the schema and noisy sizes.
 
     ``widths`` are the bin counts per feature once chosen (None: only choose the bins).
+    With n the smallest and N the largest noisy class size and D the encoded width:
+
+    * bins of a numeric column: n / 30, within [4, 20] (each bin keeps ~30 rows of signal
+      against the anchor's noise);
+    * hidden sizes (128, 64) when D > 96, else (64, 32); latent size F / 2 within [3, 8]
+      for F features; β = 0.5 (sampling from the N(0, I) prior needs a posterior close to
+      it: Table I's β of 0.005 to 0.1 leaves holes in the latent space);
+    * batch size n / 8 rounded to a power of two, within [16, 512]; epochs 1000 / √n
+      within [8, 40], then fewer if the largest class would take more than
+      :data:`MAX_STEPS` steps; learning rate 5e-3.
     """
     n_min = max(1.0, min(noisy_rows))
+    n_max = max(n_min, max(noisy_rows))
     out: dict[str, Any] = {"bins": int(np.clip(n_min // 30, 4, 20))}
     if widths is None:
         return out
     width = int(sum(widths))
     h1 = 128 if width > 96 else 64
+    batch = int(np.clip(2 ** round(math.log2(max(n_min / 8, 1))), 16, 512))
+    epochs = int(np.clip(round(1000 / math.sqrt(n_min)), 8, 40))
+    epochs = max(1, min(epochs, int(MAX_STEPS * batch / n_max)))
     out.update(
         hidden=(h1, h1 // 2),
         latent=int(np.clip(n_features // 2, 3, 8)),
         beta=0.5,
-        batch_size=int(np.clip(2 ** round(math.log2(max(n_min / 8, 1))), 16, 256)),
-        epochs=int(np.clip(round(3000 / math.sqrt(n_min)), 10, 60)),
+        batch_size=batch,
+        epochs=epochs,
         learning_rate=5e-3,
     )
     return out
@@ -139,11 +158,10 @@ def fit_anchored(
              for g in groups]
     threshold = max(MIN_NOISY_ROWS, NOISE_MARGIN * sigma_c) if private else 1.0
     kept = [k for k, n in enumerate(noisy) if n >= threshold]
-    if not kept:
-        raise PrivacyError(
-            f"no class has a noisy row count of at least {threshold:.3g}: the table is too "
-            "small to train a private generator at this epsilon"
-        )
+    if not kept:  # a tiny table: model its largest class (by noisy count) all the same
+        kept = [int(np.argmax(noisy))]
+    if max(noisy[k] for k in kept) < 1.0:
+        raise PrivacyError("every class has a noisy row count below 1: nothing to train on")
     rows = [noisy[k] for k in kept]
     settings = {**auto_settings(len(schema.features), None, rows), **overrides}
     disc = Discretizer(schema, int(settings["bins"]))

@@ -55,7 +55,7 @@ MODES = ("anchored", "paper")
 #: Default shares of each class's Rényi budget (default mode): the noisy row count and
 #: the marginal anchor; DP-Adam gets the rest. See the README for how they were chosen.
 COUNT_SHARE = 0.05
-MARGINALS_SHARE = 0.2
+MARGINALS_SHARE = 0.35
 
 
 class DDPBetaVAE(BaseGenerator):
