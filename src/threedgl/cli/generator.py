@@ -37,6 +37,7 @@ def train(
     """Train a DDP-βVAE generator (one DP β-VAE per class) and write it to a .3dgl file."""
     from threedgl.model.ddp_betavae import DDPBetaVAE
     from threedgl.model.marginals import DPMarginals
+    from threedgl.model.training import DEFAULT_EPOCHS
     from threedgl.privacy import ledger as ledger_mod
     from threedgl.schema import Schema, read_table
 
@@ -71,7 +72,8 @@ def train(
         with progress_bar() as bar, warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             tasks: dict[int, TaskID] = {}
-            total = getattr(gen, "epochs", 1) or None  # None: chosen during fit
+            total = getattr(gen, "epochs", 1) or (  # None: chosen during fit
+                DEFAULT_EPOCHS if getattr(gen, "mode", "") == "paper" else None)
 
             def progress(k: int, epoch: int, eps: float) -> None:
                 if k not in tasks:

@@ -27,6 +27,7 @@ def simulate(
     seed: int = typer.Option(0, "--seed", help="Random state of the whole simulation."),
     paper: bool = typer.Option(False, "--paper", help="Clients train the paper's DDP-βVAE (Table I for a bundled dataset) instead of the default model."),
     generator: str = typer.Option("ddp-betavae", "--generator", help="ddp-betavae, or dp-marginals (the DP independent-marginals baseline)."),
+    class_mix: str = typer.Option("select", "--class-mix", help="Class mix of the synthetic rows: balanced (the paper), released (the generators' class sizes), or select (the better on each client's own rows)."),
     min_rows: int = typer.Option(10, "--min-rows", help="Dirichlet splits: every client gets at least this many rows."),
     server: str | None = typer.Option(None, "--server", envvar="THREEDGL_SERVER", show_default=False, help="Run through this Global Server (URL): a new federation per seed, clients publish and pull there (default: in memory)."),
     admin_token: str | None = typer.Option(None, "--admin-token", envvar="THREEDGL_ADMIN_TOKEN", show_default=False, help="The server's admin token (with --server)."),
@@ -34,7 +35,7 @@ def simulate(
     """Simulate a 3DGL federation: K clients train DP generators, pool them, and compare the
     paper's scenarios (Fold-Fold, Fold-Test, Test-Test) and more baselines with local-only data."""
     from threedgl.datasets import NAMES
-    from threedgl.federation import SCENARIO_TITLES, parse_split
+    from threedgl.federation import SCENARIO_TITLES, EvaluationOptions, parse_split
     from threedgl.federation import simulate as run
 
     with user_errors():
@@ -49,6 +50,8 @@ def simulate(
             fail(f"--epochs must be at least 1, got {epochs}")
         if not (epsilon > 0):
             fail(f"--epsilon must be positive, got {epsilon}")
+        if class_mix not in ("select", "balanced", "released"):
+            fail(f"--class-mix must be select, balanced or released, got '{class_mix}'")
         if generator not in ("ddp-betavae", "dp-marginals"):
             fail(f"--generator must be 'ddp-betavae' or 'dp-marginals', got '{generator}'")
         kwargs: dict = {}
@@ -95,7 +98,7 @@ def simulate(
                 data, clients=clients, split=spec, epsilon=epsilon, delta=delta, epochs=epochs,
                 seeds=seeds, workers=workers, random_state=seed, progress=progress,
                 min_rows=min_rows, server=pool_server, mode="paper" if paper else "anchored",
-                generator=generator, **kwargs,
+                generator=generator, options=EvaluationOptions(class_mix=class_mix), **kwargs,
             )
         paths = result.write(out_dir)
     elapsed = time.perf_counter() - started

@@ -10,8 +10,10 @@ Paper §III-D and §IV-B, SPEC §5. For every seed:
    :class:`InMemoryServer`; pass ``server=GlobalServerPool(url, admin_token)`` to go
    through a real Global Server (:mod:`threedgl.server`);
 4. every client samples the pool once (``pool_rows``: 20 × its fold size, at least 2 000
-   and at most 20 000 rows, classes balanced and interleaved so every prefix is balanced)
-   and evaluates, with logistic regression and the paper's evaluation encoding:
+   and at most 20 000 rows, classes interleaved so every prefix has the table's class mix;
+   the mix, balanced as in the paper or the generators' released class sizes, is chosen by
+   the size sweep's score on the client's own rows: ``EvaluationOptions.class_mix``) and
+   evaluates, with logistic regression and the paper's evaluation encoding:
 
    ==================  =====================================================  =============
    scenario            what                                                   baseline
@@ -131,6 +133,11 @@ class EvaluationOptions:
     pool_max_rows: int = 20_000
     cv_folds: int = 10
     rpp_cv_folds: int = 5
+    #: Class mix of the synthetic tables: "balanced" (the paper), "released" (the class
+    #: sizes the generators release), or "select": both are sampled and the one whose size
+    #: sweep scores better on the client's own rows is kept (as Table II does on the train
+    #: split; the test set is never read).
+    class_mix: str = "select"
 
     def pool_rows(self, fold_rows: int) -> int:
         """Synthetic rows each client samples once: ``pool_factor × fold`` within bounds."""
@@ -139,6 +146,10 @@ class EvaluationOptions:
     def check(self) -> EvaluationOptions:
         if self.metric not in METRICS:
             raise ThreedglError(f"metric must be one of {list(METRICS)}, got {self.metric!r}")
+        if self.class_mix not in CLASS_MIXES:
+            raise ThreedglError(
+                f"class_mix must be one of {list(CLASS_MIXES)}, got {self.class_mix!r}"
+            )
         for name in ("start", "patience", "pool_factor", "pool_min_rows", "pool_max_rows"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -150,6 +161,9 @@ class EvaluationOptions:
         if not (isinstance(self.growth, (int, float)) and self.growth > 1):
             raise ThreedglError(f"growth must be a number above 1, got {self.growth!r}")
         return self
+
+
+CLASS_MIXES = ("select", "balanced", "released")
 
 
 @dataclass(frozen=True)
@@ -490,6 +504,37 @@ def score_on_test(
     return out
 
 
+def sample_class_mix(
+    generator: Any,
+    n: int,
+    sample_seed: int,
+    order_seed: int,
+    client_df: pd.DataFrame,
+    schema: Schema,
+    positive_label: Any,
+    options: EvaluationOptions,
+) -> pd.DataFrame:
+    """``n`` rows of ``generator`` (a pool or a generator), classes interleaved, in the class
+    mix of ``options.class_mix`` ("select": the mix whose size sweep scores better on the
+    client's own rows; never the test set)."""
+    mixes = ("balanced", "released") if options.class_mix == "select" else (options.class_mix,)
+    best: tuple[float, pd.DataFrame] | None = None
+    for mix in mixes:
+        table = interleave_classes(
+            generator.sample(n, balanced=mix == "balanced", random_state=sample_seed), schema,
+            random_state=order_seed,
+        )
+        if len(mixes) == 1:
+            return table
+        score = size_sweep(table, client_df, schema, start=options.start, growth=options.growth,
+                           patience=options.patience, metric=options.metric,
+                           positive_label=positive_label).best_score
+        if best is None or score > best[0]:
+            best = (score, table)
+    assert best is not None
+    return best[1]
+
+
 def evaluate_client(
     client_df: pd.DataFrame,
     test_df: pd.DataFrame,
@@ -508,12 +553,10 @@ def evaluate_client(
     """
     n = options.pool_rows(len(client_df))
     s_pool, s_own, s_order, s_cv = np.random.SeedSequence(random_state).generate_state(4)
-    pool_syn = interleave_classes(
-        pool.sample(n, balanced=True, random_state=int(s_pool)), schema, random_state=int(s_order)
-    )
-    own_syn = interleave_classes(
-        own.sample(n, balanced=True, random_state=int(s_own)), schema, random_state=int(s_order)
-    )
+    pool_syn = sample_class_mix(pool, n, int(s_pool), int(s_order), client_df, schema,
+                                positive_label, options)
+    own_syn = sample_class_mix(own, n, int(s_own), int(s_order), client_df, schema,
+                               positive_label, options)
     selection = select_on_own_data(
         client_df, pool_syn, own_syn, schema, positive_label, options, int(s_cv)
     )
