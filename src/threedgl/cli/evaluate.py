@@ -142,7 +142,8 @@ def _privacy_table(names: list[str], quick: bool) -> dict[str, pd.DataFrame]:
             # Full runs cap each dataset at 6,000 rows (3,000 members): the density and
             # nearest-neighbour attacks grow quadratically with the rows.
             frames.append(privacy_table(name, seed=0, quick=quick,
-                                        max_rows=None if quick else 6000))
+                                        max_rows=None if quick else 6000,
+                                        modes=("anchored", "paper")))
     table = pd.concat(frames, ignore_index=True)
     console.print(frame_table(table, title="Privacy: membership-inference attacks (AUC 0.5 = no better than guessing)", floatfmt="{:.3f}"))
     return {"privacy": table}
