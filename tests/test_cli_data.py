@@ -276,3 +276,40 @@ def test_executable_success_and_bad_inputs(tmp_path: Path) -> None:
         sh("schema", "infer", nan, "-t", "y", "-o", out), "column 'a'", "1 missing"
     )
     assert not out.exists()
+
+
+# -- train: the default mode and the paper's ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def titanic_csv(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    d = tmp_path_factory.mktemp("titanic")
+    data, schema = d / "t.csv", d / "t.schema.json"
+    result = run("datasets", "export", "titanic", "-o", data, "--schema", schema)
+    assert result.exit_code == 0, result.output
+    return data, schema
+
+
+@pytest.mark.parametrize(
+    ("flags", "mode", "noisy"),
+    [([], "anchored", True), (["--paper", "--epochs", "2"], "paper", False),
+     (["--preset", "titanic", "--epochs", "2"], "paper", False)],
+)
+def test_train_default_and_paper_modes(
+    tmp_path: Path, titanic_csv: tuple[Path, Path], flags: list[str], mode: str, noisy: bool
+) -> None:
+    import json
+
+    data, schema = titanic_csv
+    out = tmp_path / "g.3dgl"
+    result = run("train", data, "--target", "survived", "--schema", schema, "-o", out,
+                 "--seed", "0", "--ledger", tmp_path / "ledger.json", *flags)
+    assert result.exit_code == 0, result.output
+    shown = run("inspect", out, "--json")
+    manifest = json.loads(shown.stdout)
+    assert manifest["training"]["mode"] == mode
+    rows = [m["rows"] for m in manifest["models"]]
+    assert (sorted(rows) != [500, 809]) is noisy
+    assert ("rdp_order" in manifest["models"][0]["privacy"]) is noisy
+    inspected = run("inspect", out)
+    assert ("released exactly" in inspected.stdout) is not noisy
