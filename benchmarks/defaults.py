@@ -34,19 +34,22 @@ def make_rule(*, bins_per=30, batch_per=8, batch_max=512, epochs_num=1000, epoch
               epochs_hi=40, max_steps=1000, lr=5e-3, beta=0.5) -> Callable[..., dict[str, Any]]:
     """The rule of :func:`auto_settings` with its constants as parameters."""
 
-    def rule(n_features: int, widths: Sequence[int] | None, noisy_rows: Sequence[float]
-             ) -> dict[str, Any]:
+    def rule(n_features: int, widths: Sequence[int] | None, noisy_rows: Sequence[float],
+             overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+        fixed = dict(overrides or {})
         n_min = max(1.0, min(noisy_rows))
         n_max = max(n_min, max(noisy_rows))
         out: dict[str, Any] = {"bins": int(np.clip(n_min // bins_per, 4, 20))}
         if widths is None:
-            return out
+            return {**out, **fixed}
         h1 = 128 if sum(widths) > 96 else 64
         batch = int(np.clip(2 ** round(math.log2(max(n_min / batch_per, 1))), 16, batch_max))
-        epochs = int(np.clip(round(epochs_num / math.sqrt(n_min)), epochs_lo, epochs_hi))
-        epochs = max(1, min(epochs, int(max_steps * batch / n_max)))
         out.update(hidden=(h1, h1 // 2), latent=int(np.clip(n_features // 2, 3, 8)), beta=beta,
-                   batch_size=batch, epochs=epochs, learning_rate=lr)
+                   batch_size=batch, learning_rate=lr)
+        out.update(fixed)
+        if "epochs" not in fixed:
+            epochs = int(np.clip(round(epochs_num / math.sqrt(n_min)), epochs_lo, epochs_hi))
+            out["epochs"] = max(1, min(epochs, int(max_steps * out["batch_size"] / n_max)))
         return out
 
     return rule
@@ -69,7 +72,8 @@ def check_chosen_is_the_library() -> None:
     rule = VARIANTS["chosen"][0]
     for rows in ([45.0, 73.0], [190.0, 322.0], [1100.0, 3000.0], [8100.0, 24400.0]):
         for widths in (None, [3, 2, 16, 9, 10, 16, 3], [20] * 11):
-            assert rule(7, widths, rows) == anchored.auto_settings(7, widths, rows)
+            for fixed in ({}, {"batch_size": 16}, {"epochs": 3, "hidden": (8, 4)}):
+                assert rule(7, widths, rows, fixed) == anchored.auto_settings(7, widths, rows, fixed)
 
 
 def run(name: str, seed: int, variants: list[str]) -> list[dict[str, Any]]:

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from threedgl.errors import PrivacyError
-from threedgl.model.base import ProgressCallback
+from threedgl.model.base import ProgressCallback, reindexed
 from threedgl.model.training import train_stack
 from threedgl.privacy.accounting import (
     PrivacyRecord,
@@ -67,12 +67,13 @@ ANCHOR_FLOOR = 1e-3
 MAX_STEPS = 1000
 
 
-def auto_settings(n_features: int, widths: Sequence[int] | None, noisy_rows: Sequence[float]
-                  ) -> dict[str, Any]:
+def auto_settings(n_features: int, widths: Sequence[int] | None, noisy_rows: Sequence[float],
+                  overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Bins, network and DP-Adam settings from public facts: the schema and noisy sizes.
 
-    ``widths`` are the bin counts per feature once chosen (None: only choose the bins).
-    With n the smallest and N the largest noisy class size and D the encoded width:
+    ``widths`` are the bin counts per feature once chosen (None: only choose the bins);
+    ``overrides`` the settings the user fixed (kept as they are). With n the smallest and
+    N the largest noisy class size and D the encoded width:
 
     * bins of a numeric column: n / 30, within [4, 20] (each bin keeps ~30 rows of signal
       against the anchor's noise);
@@ -81,26 +82,27 @@ def auto_settings(n_features: int, widths: Sequence[int] | None, noisy_rows: Seq
       it: Table I's β of 0.005 to 0.1 leaves holes in the latent space);
     * batch size n / 8 rounded to a power of two, within [16, 512]; epochs 1000 / √n
       within [8, 40], then fewer if the largest class would take more than
-      :data:`MAX_STEPS` steps; learning rate 5e-3.
+      :data:`MAX_STEPS` steps with the batch size used; learning rate 5e-3.
     """
+    fixed = dict(overrides or {})
     n_min = max(1.0, min(noisy_rows))
     n_max = max(n_min, max(noisy_rows))
     out: dict[str, Any] = {"bins": int(np.clip(n_min // 30, 4, 20))}
     if widths is None:
-        return out
+        return {**out, **fixed}
     width = int(sum(widths))
     h1 = 128 if width > 96 else 64
-    batch = int(np.clip(2 ** round(math.log2(max(n_min / 8, 1))), 16, 512))
-    epochs = int(np.clip(round(1000 / math.sqrt(n_min)), 8, 40))
-    epochs = max(1, min(epochs, int(MAX_STEPS * batch / n_max)))
     out.update(
         hidden=(h1, h1 // 2),
         latent=int(np.clip(n_features // 2, 3, 8)),
         beta=0.5,
-        batch_size=batch,
-        epochs=epochs,
+        batch_size=int(np.clip(2 ** round(math.log2(max(n_min / 8, 1))), 16, 512)),
         learning_rate=5e-3,
     )
+    out.update(fixed)
+    if "epochs" not in fixed:
+        epochs = int(np.clip(round(1000 / math.sqrt(n_min)), 8, 40))
+        out["epochs"] = max(1, min(epochs, int(MAX_STEPS * out["batch_size"] / n_max)))
     return out
 
 
@@ -163,9 +165,9 @@ def fit_anchored(
     if max(noisy[k] for k in kept) < 1.0:
         raise PrivacyError("every class has a noisy row count below 1: nothing to train on")
     rows = [noisy[k] for k in kept]
-    settings = {**auto_settings(len(schema.features), None, rows), **overrides}
-    disc = Discretizer(schema, int(settings["bins"]))
-    settings = {**auto_settings(len(schema.features), disc.widths, rows), **overrides}
+    bins = auto_settings(len(schema.features), None, rows, overrides)["bins"]
+    disc = Discretizer(schema, int(bins))
+    settings = auto_settings(len(schema.features), disc.widths, rows, overrides)
     settings["bins"] = list(disc.widths)
     codes = [disc.codes(groups[k]) for k in kept]
     # 2. the marginal anchor
@@ -198,7 +200,7 @@ def fit_anchored(
         max_grad_norm=clip, epochs=epochs,
         seed=int(train_seed.generate_state(1, np.uint64)[0]),
         head_bias=bias, epsilon_after=spent,
-        progress=None if progress is None else lambda k, e, eps: progress(kept[k], e, eps),
+        progress=reindexed(progress, kept),
     )
     records = []
     for k in range(len(kept)):

@@ -148,8 +148,7 @@ class BaseGenerator(BaseEstimator):  # type: ignore[misc]
             groups = [matrix[y == label] for label in labels]
         self.schema_ = schema
         self.encoder_ = encoder
-        self.class_rows_: list[float] = [float(len(g)) for g in groups]
-        records = self._fit_classes(groups, encoder, progress)
+        records, released_rows = self._fit_classes(groups, encoder, progress)
         kept = [k for k, r in enumerate(records) if r is not None]
         missing = [labels[k] for k in range(len(labels)) if records[k] is None]
         if missing:
@@ -160,7 +159,7 @@ class BaseGenerator(BaseEstimator):  # type: ignore[misc]
                 stacklevel=2,
             )
         self.labels_ = tuple(labels[k] for k in kept)
-        self.class_rows_ = [self.class_rows_[k] for k in kept]
+        self.class_rows_: list[float] = [float(released_rows[k]) for k in kept]
         self.privacy_ = [r for r in records if r is not None]
         self.manifest_ = self._build_manifest()
         return self
@@ -184,7 +183,7 @@ class BaseGenerator(BaseEstimator):  # type: ignore[misc]
     # -- hooks ----------------------------------------------------------------------------
     def _fit_classes(
         self, groups: list[np.ndarray], encoder: TableEncoder, progress: ProgressCallback | None
-    ) -> list[PrivacyRecord | None]:
+    ) -> tuple[list[PrivacyRecord | None], list[float]]:
         raise NotImplementedError
 
     def _sample_class(self, k: int, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -376,6 +375,13 @@ class BaseGenerator(BaseEstimator):  # type: ignore[misc]
         """What is protected, what is released and what is not covered, in plain words."""
         self._check_fitted()
         return privacy_statement(self.manifest_)
+
+
+def reindexed(progress: ProgressCallback | None, kept: Sequence[int]) -> ProgressCallback | None:
+    """``progress`` with the index of a trained stack's class mapped back to the schema's."""
+    if progress is None:
+        return None
+    return lambda k, epoch, eps: progress(kept[k], epoch, eps)
 
 
 def decode_blocks(

@@ -25,6 +25,7 @@ from threedgl.model.base import (
     ProgressCallback,
     _seed,
     one_hot_codes,
+    reindexed,
     single_thread,
 )
 from threedgl.model.networks import Decoder
@@ -194,7 +195,7 @@ class DDPBetaVAE(BaseGenerator):
     # -- training -------------------------------------------------------------------------
     def _fit_classes(
         self, groups: list[np.ndarray], encoder: TableEncoder, progress: ProgressCallback | None
-    ) -> list[PrivacyRecord | None]:
+    ) -> tuple[list[PrivacyRecord | None], list[float]]:
         mode = self._check_mode()
         if mode == "anchored":
             return self._fit_anchored(groups, encoder, progress)
@@ -224,7 +225,7 @@ class DDPBetaVAE(BaseGenerator):
                 delta=self.delta,
                 accountant=self.accountant,
                 seed=_seed(self.random_state),
-                progress=_reindexed(progress, kept),
+                progress=reindexed(progress, kept),
             )
         self.architecture_ = trained.architecture
         self.decoders_ = [trained.decoder(k) for k in range(len(kept))]
@@ -232,11 +233,11 @@ class DDPBetaVAE(BaseGenerator):
         records: list[PrivacyRecord | None] = [None] * len(groups)
         for i, k in enumerate(kept):
             records[k] = trained.privacy[i]
-        return records
+        return records, [float(len(g)) for g in groups]  # paper mode: the exact sizes
 
     def _fit_anchored(
         self, groups: list[np.ndarray], encoder: TableEncoder, progress: ProgressCallback | None
-    ) -> list[PrivacyRecord | None]:
+    ) -> tuple[list[PrivacyRecord | None], list[float]]:
         if self.accountant != "rdp":
             raise PrivacyError(
                 "DDPBetaVAE's anchored mode composes its parts at a fixed Rényi order: use "
@@ -265,10 +266,11 @@ class DDPBetaVAE(BaseGenerator):
         self.discretizer_ = Discretizer(encoder.schema, trained.architecture["bins"])
         self.settings_ = trained.settings
         records: list[PrivacyRecord | None] = [None] * len(groups)
+        rows = [math.nan] * len(groups)  # only the kept classes' noisy counts are released
         for i, k in enumerate(trained.kept):
             records[k] = trained.privacy[i]
-            self.class_rows_[k] = trained.noisy_rows[i]
-        return records
+            rows[k] = trained.noisy_rows[i]
+        return records, rows
 
     # -- sampling -------------------------------------------------------------------------
     def _sample_class(self, k: int, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -378,13 +380,6 @@ class DDPBetaVAE(BaseGenerator):
             params["hidden"] = tuple(params["hidden"])
         return params
 
-
-
-def _reindexed(progress: ProgressCallback | None, kept: list[int]) -> ProgressCallback | None:
-    """``progress`` with the class index of the trained stack mapped back to the schema's."""
-    if progress is None:
-        return None
-    return lambda k, epoch, eps: progress(kept[k], epoch, eps)
 
 
 def _decoder_state(dec: Decoder) -> dict[str, torch.Tensor]:

@@ -64,12 +64,13 @@ class DPMarginals(BaseGenerator):
 
     def _fit_classes(
         self, groups: list[np.ndarray], encoder: TableEncoder, progress: ProgressCallback | None
-    ) -> list[PrivacyRecord | None]:
+    ) -> tuple[list[PrivacyRecord | None], list[float]]:
         disc = self._discretizer(encoder.schema)
         rng = _rng(self.random_state)
         self.discretizer_ = disc
         self.histograms_: list[list[np.ndarray]] = []
         records: list[PrivacyRecord | None] = []
+        released = [math.nan] * len(groups)
         for k, rows in enumerate(groups):
             if not len(rows):
                 records.append(None)
@@ -79,12 +80,12 @@ class DPMarginals(BaseGenerator):
                 counts, epsilon=self.epsilon, delta=self.delta, accountant=self.accountant, rng=rng
             )
             clipped = [np.clip(c, 0.0, None) for c in noisy]
-            self.class_rows_[k] = float(max(0.0, np.mean([c.sum() for c in noisy])))
+            released[k] = float(max(0.0, np.mean([c.sum() for c in noisy])))
             self.histograms_.append([_normalise(c) for c in clipped])
             records.append(record)
             if progress is not None:
                 progress(k, 1, record.epsilon)
-        return records
+        return records, released
 
     def _released_rows(self) -> list[float | int]:
         return [round(r, 3) for r in self.class_rows_]

@@ -4,11 +4,12 @@ Binned generators (DDP-βVAE's default mode and the DP marginals baseline) model
 feature as a categorical variable:
 
 * a categorical column: one bin per category;
-* an integer column with at most ``bins`` values in its bounds: one bin per value
-  (``"levels"``), so a value is reproduced exactly;
+* an integer column with at most max(``bins``, 20) values in its bounds: one bin per
+  value (``"levels"``), so a value is reproduced exactly;
 * any other numeric column: ``bins`` equal steps of its public range, in ``x`` or, when
   the schema declares ``scale="log"``, in ``log1p(x - minimum)``. A value drawn for a bin
-  is uniform within the bin (on the column's scale), then rounded for integer columns.
+  is uniform within the bin (on the column's scale); for an integer column, uniform among
+  the integers the bin holds.
 
 Nothing here looks at data to choose an edge: the bins are a function of the schema and
 the bin count, so encoding data with them leaks nothing. :class:`Discretizer` works on
@@ -34,6 +35,9 @@ __all__ = ["MAX_BINS", "Discretizer", "FeatureBins"]
 
 #: Upper bound of bins per numeric column (a hostile manifest cannot ask for more).
 MAX_BINS = 1000
+#: An integer column with at most this many values (or at most ``bins``) gets one bin per
+#: value: counts such as Titanic's ``parch`` are skewed within any wider bin.
+LEVELS = 20
 
 
 @dataclass(frozen=True)
@@ -87,12 +91,20 @@ class Discretizer:
             assert isinstance(col, NumericColumn)
             levels = _levels(col)
             width = default if w is None else int(w)
-            if levels is not None and (width >= levels if w is None else width == levels):
+            if levels is not None and (max(width, LEVELS) >= levels if w is None
+                                       else width == levels):
                 out.append(FeatureBins(col.name, "levels", levels, span.start))
             else:
                 out.append(FeatureBins(col.name, col.scale, width, span.start))
         self.features: tuple[FeatureBins, ...] = tuple(out)
         self.schema = schema
+        # Integer columns cut into bins: the first integer of every bin, so a value drawn
+        # for a bin is one of the integers that bin holds (not a real rounded out of it).
+        self._first_integer: dict[int, np.ndarray] = {
+            j: _first_integers(col, f.kind, f.width)
+            for j, (f, col) in enumerate(zip(out, features, strict=True))
+            if f.kind in ("linear", "log") and isinstance(col, NumericColumn) and col.integer
+        }
         self.widths: tuple[int, ...] = tuple(f.width for f in out)
         self.offsets = np.concatenate([[0], np.cumsum(self.widths)]).astype(np.int64)
         self.n_outputs = int(self.offsets[-1])
@@ -116,9 +128,9 @@ class Discretizer:
             u = np.clip(x[:, f.start].astype(np.float64), 0.0, 1.0)
             if f.kind == "levels":
                 code = np.rint(u * (col.maximum - col.minimum)) if f.width > 1 else 0 * u
+                out[:, j] = np.clip(code, 0, f.width - 1).astype(np.int64)
             else:
-                code = np.floor(_to_unit(col, f.kind, u) * f.width)
-            out[:, j] = np.clip(code, 0, f.width - 1).astype(np.int64)
+                out[:, j] = _bin_of(col, f.kind, f.width, u)
         return out
 
     def one_hot(self, codes: np.ndarray) -> np.ndarray:
@@ -146,9 +158,15 @@ class Discretizer:
                 out[rows, f.start + c] = 1.0
                 continue
             assert isinstance(col, NumericColumn)
+            span = col.maximum - col.minimum
             if f.kind == "levels":
-                span = col.maximum - col.minimum
                 out[:, f.start] = c / span if span > 0 else 0.0
+            elif j in self._first_integer:
+                first = self._first_integer[j]
+                lo = first[c]
+                count = first[c + 1] - lo  # integers in the bin (0: none, take its first)
+                value = lo + np.floor(rng.random(n) * np.maximum(count, 1))
+                out[:, f.start] = (value - col.minimum) / span if span > 0 else 0.0
             else:
                 out[:, f.start] = _from_unit(col, f.kind, (c + rng.random(n)) / f.width)
         return out
@@ -174,6 +192,36 @@ def _levels(col: NumericColumn) -> int | None:
     if lo != col.minimum or hi != col.maximum:
         return None  # integer column with fractional bounds: bin it
     return int(hi - lo) + 1 if hi - lo < MAX_BINS else None
+
+
+def _bin_of(col: NumericColumn, kind: str, width: int, u: np.ndarray) -> np.ndarray:
+    """Bin codes of min-max scaled values ``u`` (as the TableEncoder stores them)."""
+    code = np.floor(_to_unit(col, kind, np.clip(u, 0.0, 1.0)) * width)
+    return np.clip(code, 0, width - 1).astype(np.int64)
+
+
+def _first_integers(col: NumericColumn, kind: str, width: int) -> np.ndarray:
+    """``first[b]``: the smallest integer of the bounds in bin b or above (``width + 1``
+    entries, the last one past the maximum), found with the encoder's own arithmetic."""
+    lo, hi = math.ceil(col.minimum), math.floor(col.maximum)
+    span = col.maximum - col.minimum
+
+    def code(x: np.ndarray) -> np.ndarray:
+        u = np.clip((x - col.minimum) / span, 0.0, 1.0).astype(np.float32) if span > 0 else 0 * x
+        return _bin_of(col, kind, width, np.asarray(u, dtype=np.float64))
+
+    edges = col.minimum + _from_unit(col, kind, np.arange(width + 1) / width) * span
+    first = np.clip(np.ceil(edges), lo, hi + 1).astype(np.float64)
+    first[0], first[-1] = lo, hi + 1
+    for _ in range(64):  # float rounding at the edges: step to the encoder's own answer
+        inner = first[1:-1]
+        b = np.arange(1, width)
+        up = (inner <= hi) & (code(np.minimum(inner, hi)) < b)
+        down = (inner - 1 >= lo) & (code(np.maximum(inner - 1, lo)) >= b)
+        if not (up.any() or down.any()):
+            break
+        first[1:-1] = inner + up - down
+    return np.maximum.accumulate(first)
 
 
 def _to_unit(col: NumericColumn, kind: str, u: np.ndarray) -> np.ndarray:
