@@ -201,10 +201,15 @@ def _anchored_upload(tmp_path: Path) -> tuple[bytes, Any]:
 def test_validate_upload_recomputes_the_composed_budget_of_the_default_mode(tmp_path: Path) -> None:
     data, gen = _anchored_upload(tmp_path)
     checked = validate_upload(data, Fed())
+    from threedgl.privacy.accounting import compute_epsilon
+
     for model, record in zip(checked.models, gen.privacy_, strict=True):
         # count + marginal anchor + DP-Adam, composed at the recorded Rényi order
-        assert model.recomputed_epsilon == pytest.approx(record.epsilon, rel=1e-12)
-        assert model.recomputed_epsilon > 1.8  # DP-Adam alone would be far below
+        assert model.recomputed_epsilon == pytest.approx(record.recompute_epsilon(), rel=1e-12)
+        assert 0.995 * record.epsilon <= model.recomputed_epsilon <= record.epsilon
+        # DP-Adam's part alone is far below: the server counts every part
+        alone = compute_epsilon(record.noise_multiplier, record.sample_rate, record.steps, 1e-4)
+        assert alone < 0.8 * model.recomputed_epsilon
     # the policy sees the composed ε, not DP-Adam's part alone
     with pytest.raises(UploadRejected, match=r"above the policy.s max_epsilon=1\.8"):
         validate_upload(data, Fed(max_epsilon=1.8))
@@ -217,6 +222,12 @@ def test_validate_upload_recomputes_the_composed_budget_of_the_default_mode(tmp_
         (lambda m: m["training"].update(epochs=m["training"]["epochs"] + 3), "do not follow from rows"),
         (lambda m: m["models"][0]["privacy"].update(rdp_order=3.0), "rdp_order=3.0.*max_epsilon"),
         (lambda m: m["models"][1]["privacy"].pop("marginals_noise_multiplier"), "go together"),
+        (lambda m: [p["privacy"].pop(k) for p in m["models"] for k in
+                    ("rdp_order", "count_noise_multiplier", "marginals_noise_multiplier")],
+         "needs its Rényi order"),
+        (lambda m: [p["privacy"].update(rdp_order=7.5) for p in m["models"]],
+         "not the order fixed by the target"),
+        (lambda m: m["training"].update(epsilon="inf"), "target"),
     ],
 )
 def test_validate_upload_cross_checks_the_sampling_of_the_default_mode(

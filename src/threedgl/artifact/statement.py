@@ -21,8 +21,7 @@ def privacy_summary(manifest: dict[str, Any], records: Sequence[PrivacyRecord]) 
         if manifest.get("schema_source") == "data" else "")
     repeated = ("repeated training on the same data: every training spends budget again and "
                 "ε adds up under composition (see `3dgl budget`)")
-    noisy = all(r.rdp_order is not None for r in records) or not math.isfinite(eps)
-    if noisy and math.isfinite(eps):
+    if all(r.rdp_order is not None for r in records):  # DDP-βVAE's default mode
         released = [
             schema,
             "the labels of the classes modelled (a class whose noisy row count is too small is "
@@ -34,7 +33,19 @@ def privacy_summary(manifest: dict[str, Any], records: Sequence[PrivacyRecord]) 
         ]
         not_covered = ["a schema inferred from the private data (declare it in public instead)",
                        repeated]
-    else:
+    elif manifest.get("generator") == "dp-marginals":
+        released = [
+            schema,
+            "the labels of the classes that have rows",
+            "each class's noisy row count (the mean total of its noisy histograms)",
+            "per-class one-way histograms (Gaussian mechanism)",
+        ]
+        not_covered = [
+            "a schema inferred from the private data (declare it in public instead)",
+            repeated,
+            "which class labels have at least one row (a class without rows is left out)",
+        ]
+    else:  # DDP-βVAE's paper mode
         released = [
             schema,
             "the class labels",

@@ -5,7 +5,8 @@ Per class k, at one Rényi order α fixed from (ε, δ) before any data is seen 
 
 1. ``count_share`` · R: the row count n_k is released as n̂_k = n_k + N(0, σ_c²)
    (:func:`threedgl.privacy.gaussian.release_count`). A class whose n̂_k is below
-   max(:data:`MIN_NOISY_ROWS`, 2 σ_c) is not modelled (but at least the largest is). Everything sized by the data from here on (the
+   max(:data:`MIN_NOISY_ROWS`, 2 σ_c) is not modelled (but at least the largest is;
+   without privacy, every class with a row is). Everything sized by the data from here on (the
    bins, the network, the batch size, q_k = B / n̂_k, the steps) is a function of the
    noisy counts and the public schema: exact class sizes are never used nor released.
 2. ``marginals_share`` · R: the class's one-way histograms over the public bins
@@ -16,8 +17,9 @@ Per class k, at one Rényi order α fixed from (ε, δ) before any data is seen 
 3. the rest: DP-Adam (:mod:`threedgl.privacy.dp_adam`) on the one-hot bins, σ calibrated
    at α for (q_k, steps_k).
 
-The three divergences at α add up to at most R, which converts to ε (Balle et al.); each
-class model's record holds every part so the server recomputes it. Sampling draws every
+The three divergences at α add up to at most R, which converts to ε (Balle et al.): the
+ε recorded for each class model is that bound (the target), and the record holds every
+part so the server recomputes it from the parameters actually used (a hair below). Sampling draws every
 feature's bin from the decoder's softmax and a value within the bin: the synthetic rows
 follow a distribution, not the decoder's mean.
 
@@ -58,12 +60,13 @@ __all__ = ["MIN_NOISY_ROWS", "AnchoredModels", "auto_settings", "fit_anchored"]
 #: rows to learn anything at a useful ε, and a class with no rows at all passes with
 #: probability 2.3 %. Deciding on the noisy counts keeps the decision private.
 MIN_NOISY_ROWS = 10.0
+#: ... and below NOISE_MARGIN standard deviations of the count's noise.
 NOISE_MARGIN = 2.0
 #: Floor of an anchor probability (a bin the noisy histogram zeroed is still reachable).
 ANCHOR_FLOOR = 1e-3
 
 
-#: DP-Adam steps of the largest class are capped near this (the fit-time budget).
+#: DP-Adam steps of the largest class are capped near this (keeps a fit within ~10 s).
 MAX_STEPS = 1000
 
 
@@ -202,13 +205,18 @@ def fit_anchored(
         head_bias=bias, epsilon_after=spent,
         progress=reindexed(progress, kept),
     )
+    # The recorded ε is what the fixed-order composition proves: the count and the anchor
+    # at their exact divergences plus DP-Adam's whole share (its σ, q and steps came from
+    # the noisy count, so the bound is the share, whatever the count was), i.e. the target.
+    proven = (epsilon_at_order(gaussian_rdp(sigma_c, order) + gaussian_rdp(sigma_m, order)
+                               + rest, order, delta) if private else math.inf)
     records = []
     for k in range(len(kept)):
         if private:
             records.append(PrivacyRecord(
                 noise_multiplier=sigmas[k], sample_rate=rates[k], steps=steps[k],
                 max_grad_norm=clip, accountant="rdp", delta=float(delta),
-                epsilon=spent(k, steps[k]), rdp_order=order,
+                epsilon=proven, rdp_order=order,
                 count_noise_multiplier=sigma_c, marginals_noise_multiplier=sigma_m,
             ))
         else:

@@ -309,6 +309,18 @@ class DDPBetaVAE(BaseGenerator):
         if not isinstance(architecture, dict):
             raise ArtifactError("the architecture must be a JSON object")
         binned = self._check_mode() == "anchored"
+        for k, record in enumerate(self.privacy_):
+            composed = record.rdp_order is not None
+            if binned and not composed and math.isfinite(record.epsilon):
+                raise ArtifactError(
+                    f"class model #{k}: an anchored generator's privacy record needs its "
+                    "Rényi order and the noise of its count and marginals"
+                )
+            if not binned and composed:
+                raise ArtifactError(
+                    f"class model #{k}: a paper-mode generator's privacy record has no "
+                    "Rényi order or anchor fields"
+                )
         if binned != ("bins" in architecture):
             raise ArtifactError(
                 f"a {self.mode!r} mode generator {'needs' if binned else 'has no'} "

@@ -347,14 +347,40 @@ def compose_epsilon(
     """ε of several trainings on the same data, composed sequentially.
 
     All ``(σ, q, steps)`` triples go into one accountant's history, which is tighter than
-    adding the individual ε's.
+    adding the individual ε's. Records composed at a fixed Rényi order (the default mode of
+    DDP-βVAE) are valid at that order only: each is charged the Rényi divergence its ε
+    stands for at its order, the others their exact divergence there, and the sum is
+    converted at that order; trainings at different orders fall back to adding ε's, each
+    converted at δ / k for k trainings (basic composition: the δ's add up to ``delta``).
     """
     _check_accountant(accountant)
     _check_delta(delta)
-    history = [triple for r in records for triple in r.history()]
-    if not history:
+    records = list(records)
+    if not records:
         return 0.0
-    return _epsilon_of_history(history, delta, accountant)
+    orders = {r.rdp_order for r in records if r.rdp_order is not None}
+    if not orders:
+        history = [triple for r in records for triple in r.history()]
+        return _epsilon_of_history(history, delta, accountant)
+    if any(math.isinf(r.epsilon) for r in records):
+        return math.inf
+    if len(orders) == 1:
+        order = orders.pop()
+        return epsilon_at_order(sum(_rdp_at(r, order) for r in records), order, delta)
+    share = delta / len(records)
+    total = 0.0
+    for r in records:
+        order = r.rdp_order if r.rdp_order is not None else rdp_optimal_order(
+            r.noise_multiplier, r.sample_rate, r.steps, share)
+        total += epsilon_at_order(_rdp_at(r, order), order, share)
+    return total
+
+
+def _rdp_at(record: PrivacyRecord, order: float) -> float:
+    """The Rényi divergence at ``order`` that ``record`` is charged."""
+    if record.rdp_order is not None:  # what its ε stands for (the adaptive bound)
+        return record.epsilon - _conversion(record.rdp_order, record.delta)
+    return sum(subsampled_gaussian_rdp(s, q, t, order) for s, q, t in record.history())
 
 
 # -- composition at a fixed Rényi order ----------------------------------------------------

@@ -24,6 +24,7 @@ Nothing here spends privacy budget: it only reads what a client released.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -62,6 +63,7 @@ class CheckedModel:
     delta: float
     recorded_epsilon: float
     recomputed_epsilon: float
+    rdp_order: float | None = None
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,7 @@ def validate_upload(
     if manifest["generator"] == "ddp-betavae":
         for i, m in enumerate(manifest["models"]):
             _check_sampling(i, m, checked[i], manifest["training"])
+            _check_order(i, checked[i], manifest["training"])
     epsilon = max(m.recomputed_epsilon for m in checked)
     delta = max(m.delta for m in checked)
     _check_statement(manifest.get("privacy"), epsilon, federation)
@@ -199,6 +202,7 @@ def _check_model(
         delta=record.delta,
         recorded_epsilon=record.epsilon,
         recomputed_epsilon=recomputed,
+        rdp_order=record.rdp_order,
     )
 
 
@@ -227,6 +231,45 @@ def _check_sampling(
             f"follow from rows={rows!r}, batch_size={batch!r} and epochs={epochs!r} "
             f"(expected sample_rate={rate!r}, steps={steps})"
         )
+
+
+def _check_order(index: int, checked: CheckedModel, training: dict[str, Any]) -> None:
+    """A default-mode model's Rényi order must be the one its declared target fixes.
+
+    The composition is valid at an order chosen before the data is seen: the library takes
+    :func:`threedgl.privacy.accounting.rdp_order` of the target (ε, δ). An order chosen
+    afterwards (the one that minimises ε) would understate the privacy loss.
+    """
+    if checked.rdp_order is None:
+        return
+    where = f"class model #{index} (label {checked.label!r})"
+    target = training.get("epsilon")
+    if (isinstance(target, bool) or not isinstance(target, int | float)
+            or not 0 < target <= MAX_TARGET_EPSILON):
+        raise UploadRejected(
+            f"{where}: training 'epsilon' must be the target ε in (0, {MAX_TARGET_EPSILON:g}], "
+            f"got {target!r}"
+        )
+    try:
+        expected = _order_of(float(target), checked.delta)
+    except PrivacyError as exc:
+        raise UploadRejected(f"{where}: {exc}") from None
+    if checked.rdp_order != expected:
+        raise UploadRejected(
+            f"{where}: rdp_order={checked.rdp_order!r} is not the order fixed by the target "
+            f"epsilon={target!r} and delta={checked.delta!r} (expected {expected!r})"
+        )
+
+
+@functools.lru_cache(maxsize=256)
+def _order_of(epsilon: float, delta: float) -> float:
+    from threedgl.privacy.accounting import rdp_order
+
+    return rdp_order(epsilon, delta)
+
+
+#: The largest target ε a default-mode manifest may declare (bounds the order's cost).
+MAX_TARGET_EPSILON = 100.0
 
 
 def _check_statement(statement: Any, epsilon: float, federation: FederationPolicy) -> None:
