@@ -96,8 +96,9 @@ class DDPBetaVAE(BaseGenerator):
         ``"rdp"`` (the paper's) or ``"prv"`` (paper mode only; the anchored composition is
         RDP at a fixed order).
     categorical:
-        Paper mode: how categorical outputs are decoded: ``"argmax"`` (default) or
-        ``"sample"`` from the softmax. The anchored mode always samples.
+        How categorical columns are decoded: ``"sample"`` from the decoder's softmax (the
+        anchored mode's default) or ``"argmax"`` (paper mode's default). Numeric columns
+        are always sampled in the anchored mode.
     random_state:
         Seed of the training noise and the initialisation. ``None`` draws fresh entropy.
         The seed is never written to the artifact (knowing it would reveal the noise).
@@ -197,13 +198,13 @@ class DDPBetaVAE(BaseGenerator):
         self, groups: list[np.ndarray], encoder: TableEncoder, progress: ProgressCallback | None
     ) -> tuple[list[PrivacyRecord | None], list[float]]:
         mode = self._check_mode()
-        if mode == "anchored":
-            return self._fit_anchored(groups, encoder, progress)
-        if self._setting("categorical") not in ("sample", "argmax"):
+        if self.categorical not in (None, "sample", "argmax"):
             raise ThreedglError(
                 f"The 'categorical' parameter of DDPBetaVAE must be 'sample' or 'argmax'. "
                 f"Got {self.categorical!r} instead."
             )
+        if mode == "anchored":
+            return self._fit_anchored(groups, encoder, progress)
         hidden = self._setting("hidden")
         if len(tuple(hidden)) != 2:
             raise ThreedglError(
@@ -278,8 +279,13 @@ class DDPBetaVAE(BaseGenerator):
         with single_thread():
             out = self.decoders_[k].sample(n, g)
         if self.mode == "anchored":
-            codes = self.discretizer_.sample_codes(out, rng)
-            return self.discretizer_.encoded(codes, rng)
+            disc = self.discretizer_
+            codes = disc.sample_codes(out, rng)
+            if self.categorical == "argmax":
+                for j, f in enumerate(disc.features):
+                    if f.kind == "categorical":
+                        codes[:, j] = np.argmax(out[:, disc.offsets[j] : disc.offsets[j + 1]], 1)
+            return disc.encoded(codes, rng)
         decoding = self._setting("categorical")
         return one_hot_codes(out, self.encoder_.layout, rng if decoding == "sample" else None)
 
@@ -376,6 +382,7 @@ class DDPBetaVAE(BaseGenerator):
         if self.mode == "paper":
             out["categorical"] = st["categorical"]
         else:
+            out["categorical"] = self.categorical or "sample"
             out["count_share"] = float(self.count_share)
             out["marginals_share"] = float(self.marginals_share)
             out["chosen"] = sorted(set(st) - set(self._overrides()) - {"bins"})
