@@ -31,7 +31,8 @@ from threedgl.evaluation.utility import utility_scores
 
 
 def make_rule(*, bins_per=30, batch_per=8, batch_max=512, epochs_num=1000, epochs_lo=8,
-              epochs_hi=40, max_steps=1000, lr=5e-3, beta=0.5) -> Callable[..., dict[str, Any]]:
+              epochs_hi=40, max_steps=1000, max_row_passes=300_000, lr=5e-3, beta=0.5
+              ) -> Callable[..., dict[str, Any]]:
     """The rule of :func:`auto_settings` with its constants as parameters."""
 
     def rule(n_features: int, widths: Sequence[int] | None, noisy_rows: Sequence[float],
@@ -49,7 +50,9 @@ def make_rule(*, bins_per=30, batch_per=8, batch_max=512, epochs_num=1000, epoch
         out.update(fixed)
         if "epochs" not in fixed:
             epochs = int(np.clip(round(epochs_num / math.sqrt(n_min)), epochs_lo, epochs_hi))
-            out["epochs"] = max(1, min(epochs, int(max_steps * out["batch_size"] / n_max)))
+            epochs = min(epochs, int(max_steps * out["batch_size"] / n_max),
+                         int(max_row_passes / sum(noisy_rows)))
+            out["epochs"] = max(1, epochs)
         return out
 
     return rule
@@ -70,7 +73,8 @@ VARIANTS: dict[str, tuple[Callable[..., dict[str, Any]], float]] = {
 
 def check_chosen_is_the_library() -> None:
     rule = VARIANTS["chosen"][0]
-    for rows in ([45.0, 73.0], [190.0, 322.0], [1100.0, 3000.0], [8100.0, 24400.0]):
+    for rows in ([45.0, 73.0], [190.0, 322.0], [1100.0, 3000.0], [8100.0, 24400.0],
+                 [10100.0, 30600.0]):
         for widths in (None, [3, 2, 16, 9, 10, 16, 3], [20] * 11):
             for fixed in ({}, {"batch_size": 16}, {"epochs": 3, "hidden": (8, 4)}):
                 assert rule(7, widths, rows, fixed) == anchored.auto_settings(7, widths, rows, fixed)

@@ -66,8 +66,10 @@ NOISE_MARGIN = 2.0
 ANCHOR_FLOOR = 1e-3
 
 
-#: DP-Adam steps of the largest class are capped near this (keeps a fit within ~10 s).
+#: DP-Adam steps of the largest class are capped near this, and the epochs so that all
+#: classes together pass over at most MAX_ROW_PASSES rows (keeps a fit within ~10 s).
 MAX_STEPS = 1000
+MAX_ROW_PASSES = 300_000
 
 
 def auto_settings(n_features: int, widths: Sequence[int] | None, noisy_rows: Sequence[float],
@@ -85,7 +87,8 @@ def auto_settings(n_features: int, widths: Sequence[int] | None, noisy_rows: Seq
       it: Table I's β of 0.005 to 0.1 leaves holes in the latent space);
     * batch size n / 8 rounded to a power of two, within [16, 512]; epochs 1000 / √n
       within [8, 40], then fewer if the largest class would take more than
-      :data:`MAX_STEPS` steps with the batch size used; learning rate 5e-3.
+      :data:`MAX_STEPS` steps with the batch size used, or all classes together more than
+      :data:`MAX_ROW_PASSES` rows (Adult: 7 epochs); learning rate 5e-3.
     """
     fixed = dict(overrides or {})
     n_min = max(1.0, min(noisy_rows))
@@ -105,7 +108,9 @@ def auto_settings(n_features: int, widths: Sequence[int] | None, noisy_rows: Seq
     out.update(fixed)
     if "epochs" not in fixed:
         epochs = int(np.clip(round(1000 / math.sqrt(n_min)), 8, 40))
-        out["epochs"] = max(1, min(epochs, int(MAX_STEPS * out["batch_size"] / n_max)))
+        epochs = min(epochs, int(MAX_STEPS * out["batch_size"] / n_max),
+                     int(MAX_ROW_PASSES / sum(noisy_rows)))
+        out["epochs"] = max(1, epochs)
     return out
 
 
