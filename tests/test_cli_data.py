@@ -313,3 +313,17 @@ def test_train_default_and_paper_modes(
     assert ("rdp_order" in manifest["models"][0]["privacy"]) is noisy
     inspected = run("inspect", out)
     assert ("released exactly" in inspected.stdout) is not noisy
+
+
+def test_infer_declares_log_scale_columns(tmp_path: Path, good: tuple[Path, Path]) -> None:
+    import json
+
+    data, _ = good
+    out = tmp_path / "s.json"
+    result = run("schema", "infer", data, "--target", "y", "--log-scale", "a", "-o", out)
+    assert result.exit_code == 0, result.output
+    columns = {c["name"]: c for c in json.loads(out.read_text())["columns"]}
+    assert columns["a"]["scale"] == "log" and "scale" not in columns["y"]
+    bad = run("schema", "infer", data, "--target", "y", "--log-scale", "b", "-o", tmp_path / "t.json")
+    assert_user_error(bad, "'b'", "not numeric")
+    assert not (tmp_path / "t.json").exists()

@@ -46,6 +46,7 @@ def schema_infer(
     target: str | None = typer.Option(None, "--target", "-t", help="The class column."),
     output: Path = typer.Option(..., "-o", "--output", help="Where to write schema.json."),
     categorical: list[str] = typer.Option([], "--categorical", help="Treat this numeric column as categorical (repeatable)."),
+    log_scale: list[str] = typer.Option([], "--log-scale", help="Declare this numeric column skewed: binned generators cut it in log steps (repeatable)."),
     drop_missing: bool = typer.Option(False, "--drop-missing", help="Drop rows with missing values instead of failing."),
 ) -> None:
     """Infer a schema from a table. Bounds and categories inferred from private data are not private."""
@@ -54,7 +55,7 @@ def schema_infer(
 
     with user_errors():
         df = apply_nan_policy(read_table(data), "drop" if drop_missing else "error")
-        schema = infer_schema(df, target=target, categorical=categorical)
+        schema = infer_schema(df, target=target, categorical=categorical, log_scale=log_scale)
         schema.write(output)
     warn(
         "bounds and categories inferred from private data are functions of that data and are "
