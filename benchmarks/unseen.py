@@ -16,7 +16,7 @@ DDP-βVAE at ε = 1.9 with its defaults, DP marginals at the same (ε, δ), and 
 regression and gradient boosting trained on them and scored on the test split, beside the
 majority class and real data.
 
-    pip install statsmodels && python benchmarks/unseen.py [--seeds 5]
+    pip install -e '.[bench]' && python benchmarks/unseen.py [--seeds 5]
 """
 
 from __future__ import annotations
