@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import warnings
@@ -265,20 +264,35 @@ def test_save_load_round_trip_samples_identically(anchored, tmp_path) -> None:  
 
 # -- paper mode is today's model ---------------------------------------------------------------------------
 def test_paper_mode_keeps_the_published_training_and_decoding(titanic) -> None:  # type: ignore[no-untyped-def]
-    """Pinned against the library before the anchored mode existed (same seed, same rows)."""
-    from threedgl.artifact.format import weights_sha256
+    """Pinned against the library before the anchored mode existed (same seed, same rows).
 
+    The pins are per-tensor sums and norms and sample means, with a tolerance that absorbs
+    the last-bit differences between CPUs (torch's kernels round differently on different
+    instruction sets; a bit-exact hash held on one machine and not the next), far below
+    what any change of the algorithm moves.
+    """
     gen = DDPBetaVAE.from_preset("titanic", epochs=2, random_state=0).fit(
         titanic.frame, target=titanic.target, schema=titanic.schema
     )
     assert gen.mode == "paper"
-    assert weights_sha256(gen._tensors()) == (
-        "8a9537cbe6fc2d365b99eedfea537d4b78da81181c6ccda5875137854d3d6ab4"
-    )
-    rows = gen.sample(200, random_state=0).round(6).to_csv(index=False).encode()
-    assert hashlib.sha256(rows).hexdigest() == (
-        "f089ed06b13e122591260a2f8e9116f8ba215d382cecf5c50308b58fd9c1933c"
-    )
+    pinned = {
+        "class0.decoder.0.bias": (1.3798, 2.2506), "class0.decoder.0.weight": (2.3573, 3.2121),
+        "class0.decoder.1.bias": (0.2567, 1.0449), "class0.decoder.1.weight": (6.1393, 4.9416),
+        "class0.head.bias": (-0.4494, 0.3855), "class0.head.weight": (-0.7702, 2.5306),
+        "class1.decoder.0.bias": (0.6199, 1.6477), "class1.decoder.0.weight": (-4.3662, 3.2092),
+        "class1.decoder.1.bias": (0.9655, 0.8815), "class1.decoder.1.weight": (5.0411, 4.7477),
+        "class1.head.bias": (-0.2825, 0.3763), "class1.head.weight": (-2.5259, 2.2311),
+    }
+    tensors = gen._tensors()
+    assert sorted(tensors) == sorted(pinned)
+    for name, (total, norm) in pinned.items():
+        assert float(tensors[name].sum()) == pytest.approx(total, abs=0.02), name
+        assert float(np.linalg.norm(tensors[name])) == pytest.approx(norm, rel=0.005), name
+    rows = gen.sample(2000, random_state=0)
+    means = {"age": 31.765, "sibsp": 1.694, "parch": 2.278, "fare": 115.813}
+    for col, mean in means.items():
+        assert rows[col].mean() == pytest.approx(mean, rel=0.01), col
+    assert rows["pclass"].value_counts(normalize=True)["3"] == pytest.approx(0.541, abs=0.01)
     assert [r.steps for r in gen.privacy_] == [26, 16]
     assert "released exactly" in gen.privacy_statement()
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import struct
 from collections.abc import Mapping
@@ -121,7 +122,11 @@ def read_artifact(path: str | os.PathLike[str], *, max_bytes: int = DEFAULT_MAX_
 
 
 def read_artifact_bytes(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Artifact:
-    """Validate and read an artifact held in memory (what the server does with an upload)."""
+    """Validate and read an artifact held in memory (what the server does with an upload).
+
+    Every malformed input raises :class:`ArtifactError`; the cost is bounded by the size
+    limits (JSON depth, number lengths, header and manifest sizes).
+    """
     if len(data) > max_bytes:
         raise ArtifactError(f"{len(data)} bytes is above the limit of {max_bytes} bytes")
     if len(data) < 8:
@@ -135,41 +140,54 @@ def read_artifact_bytes(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> A
             "not a threedgl generator file: it looks like a pickle or a torch.save archive, "
             "which can run code when loaded; threedgl never unpickles"
         )
-    if header_len > MAX_HEADER_BYTES or header_len > len(data) - 8:
+    if header_len > MAX_HEADER_BYTES or header_len > len(data) - 8 or header_len < 2:
         raise ArtifactError(
             "not a threedgl generator file (bad header length: truncated or not safetensors)"
         )
-    try:
-        header = json.loads(data[8 : 8 + header_len].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise ArtifactError("not a threedgl generator file (its header is not JSON)") from None
+    header = strict_json(bytes(data[8 : 8 + header_len]), "the file's header")
     if not isinstance(header, dict):
         raise ArtifactError("not a threedgl generator file (its header is not a JSON object)")
     meta = header.get("__metadata__")
-    if not isinstance(meta, dict) or MANIFEST_KEY not in meta:
+    if not isinstance(meta, dict) or not isinstance(meta.get(MANIFEST_KEY), str):
         raise ArtifactError("not a threedgl generator file (no threedgl manifest in the header)")
-    try:
-        manifest = json.loads(meta[MANIFEST_KEY])
-    except (TypeError, json.JSONDecodeError):
-        raise ArtifactError("the manifest is not valid JSON") from None
+    extra = sorted(k for k in meta if k != MANIFEST_KEY)
+    if extra:
+        raise ArtifactError(f"the header's metadata has unknown key(s) {_shown(extra)}")
+    manifest_text = meta[MANIFEST_KEY]
+    if len(manifest_text) > MAX_MANIFEST_CHARS:
+        raise ArtifactError(
+            f"the manifest is {len(manifest_text)} characters, above the limit of "
+            f"{MAX_MANIFEST_CHARS}"
+        )
+    manifest = strict_json(manifest_text, "the manifest")
     _validate_manifest(manifest)
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
+    names = [name for name in header if name != "__metadata__"]
+    if len(names) > MAX_TENSORS:
+        raise ArtifactError(f"the file holds {len(names)} tensors, above the limit of {MAX_TENSORS}")
+    for name in names:
+        info = header[name]
         if not isinstance(info, dict) or info.get("dtype") != "F32":
             dtype = info.get("dtype") if isinstance(info, dict) else info
-            raise ArtifactError(f"tensor '{name}' has dtype {dtype!r}; only float32 (F32) is allowed")
+            raise ArtifactError(
+                f"tensor {_shown(name)} has dtype {_shown(dtype)}; only float32 (F32) is allowed"
+            )
+        shape = info.get("shape")
+        if (not isinstance(shape, list) or len(shape) > 4
+                or not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= 2**31
+                           for d in shape)):
+            raise ArtifactError(f"tensor {_shown(name)} has an invalid shape {_shown(shape)}")
     from safetensors.numpy import load
 
     try:
         tensors = load(bytes(data))
     except Exception as exc:  # safetensors raises its own error type for bad offsets
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ArtifactError(
-            f"the weights are unreadable (truncated or corrupted file): {str(exc).splitlines()[0]}"
+            f"the weights are unreadable (truncated or corrupted file): {_shown(first)}"
         ) from None
     for name, arr in tensors.items():
         if not np.isfinite(arr).all():
-            raise ArtifactError(f"tensor '{name}' holds NaN or infinite values")
+            raise ArtifactError(f"tensor {_shown(name)} holds NaN or infinite values")
     digest = weights_sha256(tensors)
     if digest != manifest["weights_sha256"]:
         raise ArtifactError(
@@ -178,18 +196,119 @@ def read_artifact_bytes(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> A
     return Artifact(manifest=manifest, tensors=dict(tensors))
 
 
+# -- strict JSON ----------------------------------------------------------------------------
+#: Limits of the JSON a file may hold: they bound the cost of reading a stranger's file.
+MAX_MANIFEST_CHARS = 4 * 1024 * 1024
+MAX_JSON_DEPTH = 32
+MAX_NUMBER_CHARS = 40
+MAX_TENSORS = 4096
+#: The longest a short text field of the manifest (generator kind, version, date) may be.
+MAX_SHORT_TEXT = 64
+
+
+def _no_constant(name: str) -> Any:
+    raise _JSONRefused(f"{name} is not allowed (strict JSON: numbers must be finite)")
+
+
+def _int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_NUMBER_CHARS:
+        raise _JSONRefused(f"an integer of {len(text)} digits is above the limit of "
+                           f"{MAX_NUMBER_CHARS}")
+    return int(text)
+
+
+def _float(text: str) -> float:
+    if len(text) > MAX_NUMBER_CHARS:
+        raise _JSONRefused(f"a number of {len(text)} characters is above the limit of "
+                           f"{MAX_NUMBER_CHARS}")
+    value = float(text)
+    if not math.isfinite(value):
+        raise _JSONRefused(f"the number {text[:20]} is out of range (not a finite float)")
+    return value
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _JSONRefused(f"the key {_shown(key)} appears twice in one object")
+        out[key] = value
+    return out
+
+
+class _JSONRefused(Exception):
+    pass
+
+
+def strict_json(text: str | bytes, what: str) -> Any:
+    """Parse JSON from a stranger: finite numbers of bounded length, valid UTF-8 only.
+
+    NaN, Infinity, numbers that overflow, integers longer than :data:`MAX_NUMBER_CHARS`,
+    duplicate keys, lone surrogates (``"\\ud800"``) and nesting deeper than
+    :data:`MAX_JSON_DEPTH` raise :class:`ArtifactError` naming ``what``.
+    """
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ArtifactError(f"{what} is not valid UTF-8") from None
+    try:
+        value = json.loads(text, parse_constant=_no_constant, parse_int=_int,
+                           parse_float=_float, object_pairs_hook=_unique_keys)
+    except _JSONRefused as exc:
+        raise ArtifactError(f"{what} is not strict JSON: {exc}") from None
+    except RecursionError:
+        raise ArtifactError(f"{what} is nested too deeply") from None
+    except (json.JSONDecodeError, ValueError) as exc:
+        raise ArtifactError(f"{what} is not valid JSON ({_shown(str(exc))})") from None
+    _check_tree(value, what)
+    return value
+
+
+def _check_tree(value: Any, what: str) -> None:
+    """Depth and UTF-8 validity of every string (keys included), iteratively."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise ArtifactError(f"{what} is nested deeper than {MAX_JSON_DEPTH} levels")
+        if isinstance(node, str):
+            _check_text(node, what)
+        elif isinstance(node, dict):
+            for key, child in node.items():
+                _check_text(key, what)
+                stack.append((child, depth + 1))
+        elif isinstance(node, list):
+            stack.extend((child, depth + 1) for child in node)
+
+
+def _check_text(text: str, what: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ArtifactError(
+            f"{what} holds a string that is not valid Unicode (a lone surrogate escape)"
+        ) from None
+
+
+def _shown(value: Any, limit: int = 80) -> str:
+    """``repr`` of a value from a file, escaped and cut to ``limit`` characters."""
+    text = ascii(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _validate_manifest(manifest: Any) -> None:
     if not isinstance(manifest, dict):
         raise ArtifactError("the manifest must be a JSON object")
     if manifest.get("format") != FORMAT_NAME:
         raise ArtifactError(
-            f"not a threedgl generator (manifest format {manifest.get('format')!r}, "
+            f"not a threedgl generator (manifest format {_shown(manifest.get('format'))}, "
             f"expected {FORMAT_NAME!r})"
         )
     version = manifest.get("format_version")
     if version != FORMAT_VERSION:
         raise ArtifactError(
-            f"generator format version {version!r} is not supported (this library reads "
+            f"generator format version {_shown(version)} is not supported (this library reads "
             f"version {FORMAT_VERSION}); upgrade threedgl"
         )
     for name, kind in REQUIRED_FIELDS.items():
@@ -200,6 +319,12 @@ def _validate_manifest(manifest: Any) -> None:
             want = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
             raise ArtifactError(
                 f"manifest field '{name}' must be of type {want}, got {type(value).__name__}"
+            )
+    for name in ("generator", "library_version", "created"):
+        if len(manifest[name]) > MAX_SHORT_TEXT:
+            raise ArtifactError(
+                f"manifest field '{name}' is {len(manifest[name])} characters long, above the "
+                f"limit of {MAX_SHORT_TEXT}"
             )
     if len(manifest["weights_sha256"]) != 64:
         raise ArtifactError("manifest field 'weights_sha256' is not a sha256 hex digest")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import typer
 from rich.progress import TaskID
+from rich.text import Text
 
 from threedgl.cli._common import console, fail, progress_bar, user_errors, warn
 
@@ -131,14 +132,35 @@ def inspect(
     if as_json:
         typer.echo(json.dumps(m, indent=2, ensure_ascii=False))
         return
-    console.print(f"[bold]{generator}[/]: {m['generator']} (format {m['format_version']}, threedgl {m['library_version']}, created {m['created']})")
+    console.print(
+        Text.assemble((str(generator), "bold"), ": ", shown(m["generator"]), " (format ",
+                      shown(m["format_version"]), ", threedgl ", shown(m["library_version"]),
+                      ", created ", shown(m["created"]), ")")
+    )
     schema = gen.schema_
-    console.print(f"schema: {len(schema.columns)} columns, class column {schema.target!r}, labels {list(schema.labels)!r}, source {schema.source!r}")
-    console.print(f"architecture: {json.dumps({k: v for k, v in m['architecture'].items() if k != 'layout'})}")
-    console.print(f"training: {json.dumps(m['training'])}")
-    console.print(f"weights sha256: {m['weights_sha256']}")
+    console.print(Text(
+        f"schema: {len(schema.columns)} columns, class column {shown(schema.target)}, labels "
+        f"{shown(list(schema.labels))}, source {shown(schema.source)}"
+    ))
+    arch = {k: v for k, v in m["architecture"].items() if k != "layout"}
+    console.print(Text(f"architecture: {shown(arch, 400)}"))
+    console.print(Text(f"training: {shown(m['training'], 600)}"))
+    console.print(Text(f"weights sha256: {shown(m['weights_sha256'])}"))
     console.print("[bold]privacy[/]")
-    console.print(gen.privacy_statement(), highlight=False)
+    console.print(Text(gen.privacy_statement()), highlight=False)
+
+
+def shown(value: object, limit: int = 200) -> str:
+    """A value from a file, printable: non-printable characters escaped, cut to ``limit``.
+
+    Printed as :class:`rich.text.Text` (no markup is read), so a manifest string such as
+    ``"[red]"`` or a terminal escape sequence is shown, not obeyed; the cut bounds the cost
+    of a huge string.
+    """
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    cut = text[: limit + 1]
+    clean = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in cut[:limit])
+    return clean + ("..." if len(cut) > limit else "")
 
 
 def register(app: typer.Typer) -> None:

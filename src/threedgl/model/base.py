@@ -341,7 +341,9 @@ class BaseGenerator(BaseEstimator):  # type: ignore[misc]
                 raise ArtifactError(f"model #{i} has label {label!r}, not a label of the schema")
             labels.append(label)
             try:
-                records.append(PrivacyRecord.from_dict(m["privacy"]))
+                record = PrivacyRecord.from_dict(m["privacy"])
+                record.verify()
+                records.append(record)
             except ThreedglError as exc:
                 raise ArtifactError(f"model #{i}: {exc}") from None
             r = m.get("rows", 1)

@@ -347,7 +347,10 @@ class DDPBetaVAE(BaseGenerator):
                 f"the architecture's n_outputs ({n_outputs!r}) does not match the schema's "
                 f"encoded width ({width})"
             )
-        if [tuple(s) for s in architecture.get("layout", [])] != [tuple(s) for s in layout]:
+        given = architecture.get("layout")
+        if (not isinstance(given, list)
+                or [tuple(s) if isinstance(s, list) else s for s in given]
+                != [tuple(s) for s in layout]):
             raise ArtifactError("the architecture's layout does not match the schema's")
         self.architecture_ = architecture
         self.decoders_ = []

@@ -72,6 +72,8 @@ class Discretizer:
         else:
             widths = list(bins)
             default = 0
+            if any(w is None for w in widths):
+                raise SchemaError("every bin count must be an int, got null")
             if len(widths) != len(features):
                 raise SchemaError(
                     f"expected {len(features)} bin counts (one per feature), got {len(widths)}"

@@ -39,6 +39,11 @@ def _check_name(name: object) -> str:
     return name
 
 
+#: The largest magnitude of a numeric bound: beyond it float64 loses integer precision and
+#: ranges (maximum - minimum) may overflow.
+MAX_ABS_BOUND = 1e15
+
+
 @dataclass(frozen=True)
 class NumericColumn:
     """A numeric column with public bounds ``[minimum, maximum]``.
@@ -65,8 +70,15 @@ class NumericColumn:
                 raise SchemaError(
                     f"column '{self.name}': {bound} must be a number, got {value!r}"
                 )
-            if not math.isfinite(float(value)):
-                raise SchemaError(f"column '{self.name}': {bound} must be finite, got {value!r}")
+            try:
+                magnitude = abs(float(value))
+            except OverflowError:
+                magnitude = math.inf
+            if not magnitude <= MAX_ABS_BOUND:
+                raise SchemaError(
+                    f"column '{self.name}': {bound} must be a finite number in "
+                    f"[-{MAX_ABS_BOUND:g}, {MAX_ABS_BOUND:g}], got {value!r}"
+                )
             object.__setattr__(self, bound, float(value))
         if self.minimum > self.maximum:
             raise SchemaError(

@@ -20,6 +20,14 @@ by the server) and, once accepted, download the Generators Pool ("contribute to 
 """
 
 
+def encodable(text: str) -> str:
+    """``text`` with anything that is not valid Unicode (lone surrogates) escaped.
+
+    An error message may quote a value from a hostile file; the response must still encode.
+    """
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     """Build the server: engine (unless given), tables (versioned), routes, error handlers.
 
@@ -59,7 +67,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
             (c for kind, c in status_of if isinstance(exc, kind)),
             status.HTTP_422_UNPROCESSABLE_CONTENT,
         )
-        return JSONResponse(status_code=code, content={"detail": str(exc)})
+        return JSONResponse(status_code=code, content={"detail": encodable(str(exc))})
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, exc: Any) -> JSONResponse:

@@ -33,9 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from threedgl.errors import ArtifactError, PrivacyError, SchemaError, ThreedglError
-
-#: A recorded ε smaller than ``(1 - EPSILON_TOLERANCE)`` × the recomputed ε is refused.
-EPSILON_TOLERANCE = 0.01
+from threedgl.privacy.accounting import EPSILON_TOLERANCE
 
 
 class FederationPolicy(Protocol):
