@@ -181,7 +181,11 @@ def server_env(admin_token: str | None = ADMIN_TOKEN, **extra: str) -> dict[str,
 class ServerProcess:
     """``python -m threedgl.server`` on 127.0.0.1 and a free port, until :meth:`stop`."""
 
-    def __init__(self, db_url: str, *, cwd: Path, admin_token: str = ADMIN_TOKEN) -> None:
+    def __init__(
+        self, db_url: str, *, cwd: Path, admin_token: str = ADMIN_TOKEN,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.env = dict(env or {})
         self.db_url = db_url
         self.cwd = cwd
         self.admin_token = admin_token
@@ -209,7 +213,7 @@ class ServerProcess:
                     "warning",
                 ],
                 cwd=self.cwd,
-                env=server_env(self.admin_token),
+                env=server_env(self.admin_token, **self.env),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 text=True,

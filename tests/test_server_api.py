@@ -43,10 +43,14 @@ def server(
             proc.stop()
 
 
-def _publish(server: ServerProcess, token: str, data: bytes) -> httpx.Response:
+def _publish(
+    server: ServerProcess, token: str, data: bytes, table: str = "default"
+) -> httpx.Response:
     with server.http(token) as http:
         return http.put(
-            "/generator", content=data, headers={"Content-Type": "application/octet-stream"}
+            "/generator",
+            content=data,
+            headers={"Content-Type": "application/octet-stream", "X-Threedgl-Table": table},
         )
 
 
@@ -100,9 +104,9 @@ def test_fig2_flow_three_clients(server: ServerProcess, tmp_path: Path) -> None:
                 assert entry["size"] == len(r.content)
                 read_artifact_bytes(r.content)
 
-    # A new upload is a new current version; the earlier one is kept.
+    # A new upload (trained on new rows) is a new current version; the earlier one is kept.
     again = generator_bytes(tmp_path, seed=99)
-    r = _publish(server, tokens["clinic-a"], again)
+    r = _publish(server, tokens["clinic-a"], again, table="visit-2")
     assert r.status_code == 201 and r.json()["version"] == 2
     assert _versions(server, fed)["clinic-a"] == 2
     with server.http(tokens["clinic-b"]) as http:
@@ -139,7 +143,8 @@ def test_one_client_concurrent_versions(server: ServerProcess, tmp_path: Path) -
     token = add_client(server, fed, "busy")
     uploads = [generator_bytes(tmp_path, seed=300 + i) for i in range(6)]
     with ThreadPoolExecutor(max_workers=6) as pool:
-        codes = list(pool.map(lambda d: _publish(server, token, d).status_code, uploads))
+        codes = list(pool.map(
+            lambda i: _publish(server, token, uploads[i], table=f"t{i}").status_code, range(6)))
     assert codes == [201] * 6
     assert _versions(server, fed) == {"busy": 6}
     with server.http(token) as http:
@@ -285,3 +290,112 @@ def test_restart_loses_nothing(server: ServerProcess, tmp_path: Path) -> None:
         assert r.status_code == 200 and r.content == data
     with server.admin() as http:
         assert http.get(f"/federations/{fed}").json() == federation_before
+
+
+# -- replay, retries, budget across uploads, quotas, the auth matrix ------------------------------
+def _reserialised(data: bytes, tmp_path: Path) -> bytes:
+    """The same weights in other bytes (a new ``created`` date): what a replayer would send."""
+    from threedgl.artifact.format import write_artifact
+
+    artifact = read_artifact_bytes(data)
+    manifest = {**artifact.manifest, "created": "2030-01-01T00:00:00+00:00"}
+    path = tmp_path / "replayed.3dgl"
+    write_artifact(path, manifest, artifact.tensors)
+    out = path.read_bytes()
+    assert out != data
+    return out
+
+
+def test_replayed_generators_are_refused_and_give_no_access(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    fed = new_federation(server)
+    victim, mallory = add_client(server, fed, "victim"), add_client(server, fed, "mallory")
+    data = generator_bytes(tmp_path, seed=501)
+    assert _publish(server, victim, data).status_code == 201
+    for replay in (data, _reserialised(data, tmp_path)):
+        r = _publish(server, mallory, replay)
+        assert r.status_code == 409, r.text
+        assert "already in the federation" in r.json()["detail"]
+    with server.http(mallory) as http:
+        assert http.get("/pool").status_code == 403
+    assert _versions(server, fed) == {"mallory": 0, "victim": 1}
+
+
+def test_a_retried_upload_returns_the_stored_version(server: ServerProcess, tmp_path: Path) -> None:
+    fed = new_federation(server)
+    token = add_client(server, fed, "retrier")
+    data = generator_bytes(tmp_path, seed=502)
+    first = _publish(server, token, data)
+    assert first.status_code == 201 and first.json()["created"] is True
+    with ThreadPoolExecutor(max_workers=4) as pool:  # a client retrying after timeouts
+        again = list(pool.map(lambda _: _publish(server, token, data), range(4)))
+    for r in again:
+        assert r.status_code == 200, r.text
+        assert r.json()["created"] is False and r.json()["version"] == 1
+    assert _versions(server, fed) == {"retrier": 1}
+
+
+def test_generators_on_one_table_compose_within_the_policy(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    """Each upload alone meets ε ≤ 1.9 (ε ≈ 1.22); two on the same table do not."""
+    fed = new_federation(server)
+    token = add_client(server, fed, "steady")
+    assert _publish(server, token, generator_bytes(tmp_path, seed=503)).status_code == 201
+    r = _publish(server, token, generator_bytes(tmp_path, seed=504))
+    assert r.status_code == 422, r.text
+    assert "composed" in r.json()["detail"] and "max_epsilon=1.9" in r.json()["detail"]
+    r = _publish(server, token, generator_bytes(tmp_path, seed=504), table="other-rows")
+    assert r.status_code == 201 and r.json()["table"] == "other-rows"
+    r = _publish(server, token, generator_bytes(tmp_path, seed=505), table="bad name!")
+    assert r.status_code == 422
+    assert _versions(server, fed) == {"steady": 2}
+
+
+def test_the_version_limit_is_enforced(tmp_path: Path) -> None:
+    proc = ServerProcess(f"sqlite:///{tmp_path / 'q.db'}", cwd=tmp_path,
+                         env={"THREEDGL_MAX_VERSIONS_PER_CLIENT": "2"}).start()
+    try:
+        fed = new_federation(proc)
+        token = add_client(proc, fed, "prolific")
+        for i in range(2):
+            data = generator_bytes(tmp_path, seed=510 + i)
+            assert _publish(proc, token, data, table=f"t{i}").status_code == 201
+        r = _publish(proc, token, generator_bytes(tmp_path, seed=512), table="t2")
+        assert r.status_code == 409 and "MAX_VERSIONS_PER_CLIENT=2" in r.json()["detail"]
+    finally:
+        proc.stop()
+
+
+def test_auth_matrix(server: ServerProcess, tmp_path: Path) -> None:
+    """Every way in without the right token is refused with the right status."""
+    fed, other = new_federation(server), new_federation(server)
+    alice, bob = add_client(server, fed, "alice"), add_client(server, fed, "bob")
+    outsider = add_client(server, other, "outsider")
+    revoked = add_client(server, fed, "gone")
+    data = generator_bytes(tmp_path, seed=520)
+    assert _publish(server, alice, data).status_code == 201
+    assert _publish(server, outsider, generator_bytes(tmp_path, seed=521)).status_code == 201
+    with server.admin() as http:
+        assert http.post(f"/federations/{fed}/clients/gone/revoke").status_code == 200
+    cases: list[tuple[str, str | None, str, str, int]] = [
+        ("no token", None, "GET", "/pool", 401),
+        ("wrong token", "not-a-token", "GET", "/pool", 401),
+        ("revoked", revoked, "GET", "/pool", 403),
+        ("revoked upload", revoked, "PUT", "/generator", 403),
+        ("pool before contributing", bob, "GET", "/pool", 403),
+        ("download before contributing", bob, "GET", "/pool/alice", 403),
+        ("other federation's generator", outsider, "GET", "/pool/alice", 404),
+        ("admin route, client token", alice, "GET", f"/federations/{fed}", 403),
+        ("admin create, client token", alice, "POST", f"/federations/{fed}/clients", 403),
+        ("admin route, no token", None, "GET", f"/federations/{fed}", 401),
+        ("admin route, wrong token", "x" * 40, "GET", f"/federations/{fed}", 401),
+        ("replayed file", bob, "PUT", "/generator", 409),
+    ]
+    for name, token, method, route, expected in cases:
+        with server.http(token) as http:
+            r = http.request(method, route, content=data if method == "PUT" else None,
+                             json={"name": "x"} if method == "POST" else None)
+        assert r.status_code == expected, (name, r.status_code, r.text)
+        assert isinstance(r.json()["detail"], str), name

@@ -209,12 +209,18 @@ def publish(
     generator: Path = typer.Argument(..., help="Your generator (.3dgl file)."),
     server: str = ServerOpt,
     token: str | None = TokenOpt,
+    table: str = typer.Option(
+        "default", "--table",
+        help="The private table the generator was trained on: the server composes the "
+        "privacy loss of your generators on one table.",
+    ),
 ) -> None:
     """Upload your generator to the federation's server (a new version of yours)."""
     with user_errors(), _client(server, token, "client", "THREEDGL_TOKEN") as api:
-        accepted = api.publish(generator)
+        accepted = api.publish(generator, table=table)
+    verb = "accepted" if accepted.get("created", True) else "already stored"
     console.print(
-        f"accepted: '{accepted['client']}' version {accepted['version']} in federation "
+        f"{verb}: '{accepted['client']}' version {accepted['version']} in federation "
         f"'{accepted['federation']}' (ε={accepted['epsilon']:.4g} recomputed by the server, "
         f"δ={accepted['delta']:.3g}, sha256 {accepted['sha256']})",
         soft_wrap=True,

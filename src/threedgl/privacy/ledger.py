@@ -130,7 +130,9 @@ def _records(entry: dict[str, Any]) -> list[tuple[Any, PrivacyRecord]]:
     return [(m["label"], PrivacyRecord.from_dict(m["privacy"])) for m in entry["models"]]
 
 
-def compose_entries(entries: list[dict[str, Any]]) -> tuple[float, float]:
+def compose_entries(
+    entries: list[dict[str, Any]], accountant: str | None = None
+) -> tuple[float, float]:
     """ε, δ of several trainings on one table, composed by their accountant.
 
     A row of class L is touched by the class-L model of every training with the same class
@@ -142,7 +144,8 @@ def compose_entries(entries: list[dict[str, Any]]) -> tuple[float, float]:
     per_entry = [_records(e) for e in entries]
     all_records = [r for recs in per_entry for _, r in recs]
     accountants = {r.accountant for r in all_records}
-    accountant = "rdp" if "rdp" in accountants or len(accountants) > 1 else accountants.pop()
+    if accountant is None:  # the server passes "rdp": its cost does not grow with steps
+        accountant = "rdp" if "rdp" in accountants or len(accountants) > 1 else accountants.pop()
     # RDP composition gives (ε(δ), δ) for the δ asked; every training here used δ or less.
     delta = max(r.delta for r in all_records)
     if any(math.isinf(r.epsilon) for r in all_records):

@@ -127,8 +127,15 @@ class ServerClient:
         result: dict[str, Any] = self._json("GET", "/me")
         return result
 
-    def publish(self, generator: str | os.PathLike[str] | bytes) -> dict[str, Any]:
-        """Upload a ``.3dgl`` file (a path or its bytes) as this client's generator."""
+    def publish(
+        self, generator: str | os.PathLike[str] | bytes, *, table: str = "default"
+    ) -> dict[str, Any]:
+        """Upload a ``.3dgl`` file (a path or its bytes) as this client's generator.
+
+        ``table`` names the private table it was trained on: the server composes the
+        privacy loss of this client's generators on one table. Retrying an upload is safe:
+        the same weights return the version already stored (``created`` is False).
+        """
         if isinstance(generator, bytes):
             data = generator
         else:
@@ -140,7 +147,8 @@ class ServerClient:
             "PUT",
             "/generator",
             content=data,
-            headers={"Content-Type": "application/octet-stream"},
+            headers={"Content-Type": "application/octet-stream",
+                     "X-Threedgl-Table": _check_name(table)},
         )
         return result
 

@@ -86,6 +86,15 @@ class Settings(BaseSettings):
         gt=0,
         description="Server-wide cap on an uploaded generator (a federation may set less).",
     )
+    max_versions_per_client: int = Field(
+        default=50, gt=0,
+        description="Versions of its generator a client may store (every version counts "
+        "towards its privacy budget, so none is deleted).",
+    )
+    max_client_bytes: int = Field(
+        default=512 * 1024 * 1024, gt=0,
+        description="Bytes of generators a client may store, all versions together.",
+    )
     dev: bool = Field(default=False, description="Development mode: generate an admin secret.")
     admin_token_generated: bool = Field(default=False, exclude=True)
 

@@ -7,6 +7,7 @@ Conflicts (a duplicate name) raise :class:`Conflict`; missing rows raise :class:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -14,10 +15,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
 from threedgl.errors import ThreedglError
+from threedgl.server.db import writing
 from threedgl.server.models import Client, Federation, Generator
 from threedgl.server.schemas import FederationCreate
 from threedgl.server.security import new_token, token_sha256
 from threedgl.server.validation import ValidatedGenerator
+
+
+#: The table a generator is declared to be trained on, when the client names none.
+DEFAULT_TABLE = "default"
 
 
 class NotFound(ThreedglError):
@@ -40,6 +46,8 @@ def create_federation(
         accountants=list(body.policy.accountants),
         max_artifact_bytes=body.policy.max_artifact_bytes,
     )
+    session.commit()
+    writing(session)
     session.add(federation)
     try:
         session.commit()
@@ -61,6 +69,8 @@ def create_client(session: Session, federation: Federation, name: str) -> tuple[
     """Add a client; return it and its token (the only time the token exists in clear)."""
     token = new_token()
     client = Client(federation_id=federation.id, name=name, token_sha256=token_sha256(token))
+    session.commit()
+    writing(session)
     session.add(client)
     try:
         session.commit()
@@ -88,27 +98,86 @@ def client_by_token_hash(session: Session, digest: str) -> Client | None:
 
 
 def revoke_client(session: Session, client: Client) -> Client:
+    session.commit()
+    writing(session)
     client.revoked = True
     session.commit()
     return client
 
 
 # -- generators -------------------------------------------------------------------------
-def store_generator(
-    session: Session, client: Client, checked: ValidatedGenerator, data: bytes
-) -> Generator:
-    """Store ``data`` as the client's new current version; earlier versions are kept.
+class Replay(Conflict):
+    """The weights are already in the federation, uploaded by another client (HTTP 409)."""
 
-    The client's row is locked (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite
-    serialises writers) so two uploads by one client get distinct version numbers.
+
+class QuotaExceeded(Conflict):
+    """The client's version limit or storage quota would be exceeded (HTTP 409)."""
+
+
+class BudgetExceeded(ThreedglError):
+    """The client's generators on one table, composed, exceed the policy (HTTP 422)."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-client limits of a server (``Settings``)."""
+
+    max_versions: int
+    max_client_bytes: int
+
+
+def store_generator(
+    session: Session,
+    client: Client,
+    checked: ValidatedGenerator,
+    data: bytes,
+    *,
+    table: str = DEFAULT_TABLE,
+    limits: Limits | None = None,
+) -> tuple[Generator, bool]:
+    """Store ``data`` as the client's new current version; return it and whether it is new.
+
+    In one write transaction, with the client's row locked (``SELECT ... FOR UPDATE`` on
+    PostgreSQL; SQLite serialises writers with ``BEGIN IMMEDIATE``):
+
+    * the same weights already stored for this client (a retried upload): that version
+      is returned and nothing is stored (idempotent);
+    * the same weights stored for another client of the federation: :class:`Replay`;
+    * the client's version limit or storage quota exceeded: :class:`QuotaExceeded`;
+    * the client's generators declared on ``table``, this one included, composed by the
+      RDP accountant (sequential composition over versions, parallel over classes), above
+      the federation's ``max_epsilon``: :class:`BudgetExceeded`.
     """
     session.commit()  # end any read transaction: the write below starts a fresh one
+    weights = str(checked.manifest["weights_sha256"])
     for attempt in range(5):
         try:
+            writing(session)
             session.scalar(select(Client.id).where(Client.id == client.id).with_for_update())
-            last = session.scalar(
-                select(func.max(Generator.version)).where(Generator.client_id == client.id)
-            )
+            same = session.execute(
+                select(Generator, Client.id)
+                .join(Client, Client.id == Generator.client_id)
+                .where(Client.federation_id == client.federation_id,
+                       Generator.weights_sha256 == weights)
+                .order_by(Generator.id)
+            ).first()
+            if same is not None:
+                if same[1] == client.id:
+                    session.commit()
+                    return same[0], False
+                session.rollback()
+                raise Replay(
+                    "these weights are already in the federation, uploaded by another client: "
+                    "a generator can be contributed once, by the client that trained it"
+                )
+            versions, stored_bytes, last = session.execute(
+                select(func.count(Generator.id), func.coalesce(func.sum(Generator.size), 0),
+                       func.max(Generator.version))
+                .where(Generator.client_id == client.id)
+            ).one()
+            if limits is not None:
+                _check_limits(limits, int(versions), int(stored_bytes), checked.size)
+            _check_budget(session, client, table, checked)
             session.execute(
                 update(Generator)
                 .where(Generator.client_id == client.id, Generator.is_current.is_(True))
@@ -119,6 +188,8 @@ def store_generator(
                 version=(last or 0) + 1,
                 is_current=True,
                 sha256=checked.sha256,
+                weights_sha256=weights,
+                table=table,
                 size=checked.size,
                 generator=checked.generator,
                 epsilon=checked.epsilon,
@@ -128,14 +199,52 @@ def store_generator(
             )
             session.add(generator)
             session.commit()
-            return generator
+            return generator, True
         except IntegrityError:
             session.rollback()
             if attempt == 4:
                 raise Conflict(
                     "another upload by this client was stored at the same time; retry"
                 ) from None
+        except ThreedglError:
+            session.rollback()
+            raise
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _check_limits(limits: Limits, versions: int, stored: int, size: int) -> None:
+    if versions + 1 > limits.max_versions:
+        raise QuotaExceeded(
+            f"this client has {versions} stored versions, the server's limit "
+            f"(THREEDGL_MAX_VERSIONS_PER_CLIENT={limits.max_versions}); ask the administrator"
+        )
+    if stored + size > limits.max_client_bytes:
+        raise QuotaExceeded(
+            f"this upload would bring the client's stored generators to {stored + size} bytes, "
+            f"above the server's quota (THREEDGL_MAX_CLIENT_BYTES={limits.max_client_bytes})"
+        )
+
+
+def _check_budget(session: Session, client: Client, table: str,
+                  checked: ValidatedGenerator) -> None:
+    from threedgl.privacy.ledger import compose_entries
+
+    federation = client.federation
+    earlier = session.scalars(
+        select(Generator.manifest).where(Generator.client_id == client.id,
+                                         Generator.table == table)
+    ).all()
+    entries = [{"models": m["models"], "target": m["schema"].get("target")}
+               for m in [*earlier, checked.manifest]]
+    epsilon, _ = compose_entries(entries, accountant="rdp")
+    if epsilon > federation.max_epsilon:
+        raise BudgetExceeded(
+            f"this generator and the client's {len(earlier)} earlier one(s) on table "
+            f"'{table}', composed, spend epsilon={epsilon:.4g}, above the policy's "
+            f"max_epsilon={federation.max_epsilon!r} of federation '{federation.name}' "
+            "(successive generators trained on the same table add up; declare another table "
+            "with the X-Threedgl-Table header only if the rows are disjoint)"
+        )
 
 
 def current_generator(session: Session, client: Client) -> Generator | None:

@@ -18,7 +18,8 @@ from threedgl.errors import ThreedglError
 from threedgl.server.models import Base, SchemaVersion
 
 #: Version of the server's tables. Bump it with a migration when a table changes.
-DB_SCHEMA_VERSION = 1
+#: 2: generators gained ``weights_sha256`` (replays) and ``table`` (budget across uploads).
+DB_SCHEMA_VERSION = 2
 
 
 class DatabaseError(ThreedglError):
@@ -41,10 +42,25 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=24, pool_timeout=60)
 
 
+#: Execution option of a connection whose transaction will write (see :func:`writing`).
+WRITE_OPTION = "threedgl_write"
+
+
+def writing(session: Session) -> None:
+    """Start ``session``'s next transaction as a write (SQLite: ``BEGIN IMMEDIATE``).
+
+    Call it first in a function that writes, after ending any read transaction. Reads
+    start with a plain deferred ``BEGIN`` and never take SQLite's write lock, so readers
+    (authentication, the pool) never queue behind uploads; a writer takes the lock up
+    front and queues on the busy timeout instead of failing halfway with "database is
+    locked".
+    """
+    session.connection(execution_options={WRITE_OPTION: True})
+
+
 def _configure_sqlite(engine: Engine) -> None:
-    # pysqlite's own transaction handling defers BEGIN and cannot take the write lock up
-    # front; a reader that later writes could then fail with "database is locked". We
-    # issue BEGIN IMMEDIATE ourselves so transactions queue on the busy timeout instead.
+    # pysqlite's own transaction handling is switched off (isolation_level None) and we
+    # issue BEGIN ourselves: IMMEDIATE for writes (see ``writing``), deferred for reads.
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
@@ -56,7 +72,38 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        write = connection.get_execution_options().get(WRITE_OPTION, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def _migrate_1_to_2(engine: Engine) -> None:
+    """Add ``weights_sha256`` (filled from each stored manifest) and ``table``, in one go."""
+    from sqlalchemy import text
+
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "ALTER TABLE threedgl_generators ADD COLUMN weights_sha256 VARCHAR(64)")
+        conn.exec_driver_sql(
+            "ALTER TABLE threedgl_generators ADD COLUMN \"table\" VARCHAR(64) "
+            "NOT NULL DEFAULT 'default'")
+        conn.exec_driver_sql(
+            "CREATE INDEX ix_threedgl_generators_weights_sha256 "
+            "ON threedgl_generators (weights_sha256)")
+        rows = conn.execute(text("SELECT id, manifest FROM threedgl_generators")).all()
+        for row_id, manifest in rows:
+            if isinstance(manifest, str):
+                import json
+
+                manifest = json.loads(manifest)
+            conn.execute(
+                text("UPDATE threedgl_generators SET weights_sha256 = :w WHERE id = :i"),
+                {"w": manifest.get("weights_sha256"), "i": row_id},
+            )
+        conn.execute(text("UPDATE threedgl_schema_version SET version = 2"))
+
+
+#: Migrations by the version they start from; each brings the database one version up.
+MIGRATIONS = {1: _migrate_1_to_2}
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
@@ -90,13 +137,17 @@ def init_database(engine: Engine) -> int:
                         f"the database {where} has server schema version {found}, newer than "
                         f"this server's version {DB_SCHEMA_VERSION}; upgrade threedgl"
                     )
-                if found < DB_SCHEMA_VERSION:  # pragma: no cover - no older version exists yet
-                    raise DatabaseError(
-                        f"the database {where} has server schema version {found}; this server "
-                        f"needs version {DB_SCHEMA_VERSION} and has no migration from it"
-                    )
+                if found < DB_SCHEMA_VERSION:
+                    if found not in MIGRATIONS:
+                        raise DatabaseError(
+                            f"the database {where} has server schema version {found}; this "
+                            f"server needs version {DB_SCHEMA_VERSION} and has no migration "
+                            "from it"
+                        )
+                    for version in range(found, DB_SCHEMA_VERSION):
+                        MIGRATIONS[version](engine)
                 Base.metadata.create_all(engine, checkfirst=True)
-                return found
+                return DB_SCHEMA_VERSION
         elif tables & ours:
             raise DatabaseError(
                 f"the database {where} has threedgl tables but no schema version; "

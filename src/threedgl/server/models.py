@@ -99,6 +99,12 @@ class Generator(Base):
     version: Mapped[int] = mapped_column(Integer)
     is_current: Mapped[bool] = mapped_column(Boolean, default=True, index=True)
     sha256: Mapped[str] = mapped_column(String(64))
+    #: The manifest's sha256 of the weights (layout-independent): a replay is the same
+    #: weights in other bytes. Added in schema version 2.
+    weights_sha256: Mapped[str | None] = mapped_column(String(64), index=True, default=None)
+    #: The private table the client declared it trained on (``X-Threedgl-Table``);
+    #: generators of one client on one table compose. Added in schema version 2.
+    table: Mapped[str] = mapped_column(String(64), default="default", server_default="default")
     size: Mapped[int] = mapped_column(BigInteger)
     generator: Mapped[str] = mapped_column(String(64))
     epsilon: Mapped[float] = mapped_column(Float)

@@ -9,9 +9,10 @@ client's generator for writing.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response, status
+from fastapi import APIRouter, Depends, Header, HTTPException, Path, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 
 from threedgl import __version__
@@ -37,6 +38,9 @@ from threedgl.server.schemas import (
     PoolPublic,
 )
 from threedgl.server.validation import validate_upload
+
+#: The header naming the private table an uploaded generator was trained on.
+TABLE_HEADER = "X-Threedgl-Table"
 
 CONTRIBUTE_TO_ACCESS = (
     "contribute to access: the Generators Pool is open only to clients whose own generator "
@@ -150,7 +154,9 @@ def revoke_client(name: Name, client: Name, session: SessionDep) -> ClientPublic
 # -- clients ----------------------------------------------------------------------------
 def require_contribution(client: ClientDep, session: SessionDep) -> Client:
     """The caller, provided its own generator has been accepted ("contribute to access")."""
-    if crud.current_generator(session, client) is None:
+    contributed = crud.current_generator(session, client) is not None
+    session.commit()  # end the read: the route may run in another worker thread
+    if not contributed:
         raise HTTPException(status_code=status.HTTP_403_FORBIDDEN, detail=CONTRIBUTE_TO_ACCESS)
     return client
 
@@ -174,7 +180,11 @@ def me(client: ClientDep, session: SessionDep) -> Me:
     "/generator",
     status_code=status.HTTP_201_CREATED,
     response_model=GeneratorPublic,
-    responses={413: {"model": Message, "description": "Generator file too large"}},
+    responses={
+        200: {"model": GeneratorPublic, "description": "Already stored (a retried upload)"},
+        409: {"model": Message, "description": "Replayed weights, or a quota exceeded"},
+        413: {"model": Message, "description": "Generator file too large"},
+    },
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -185,13 +195,25 @@ def me(client: ClientDep, session: SessionDep) -> Me:
     },
 )
 async def upload_generator(
-    request: Request, client: ClientDep, session: SessionDep, settings: SettingsDep
+    request: Request,
+    response: Response,
+    client: ClientDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    table: Annotated[str, Header(alias=TABLE_HEADER, pattern=NAME_PATTERN,
+                                 description="The private table the generator was trained "
+                                 "on; a client's generators on one table compose.")]
+    = crud.DEFAULT_TABLE,
 ) -> GeneratorPublic:
     """Upload the caller's generator (a ``.3dgl`` file as the raw body).
 
     Checked against the federation's protocol (schema, privacy policy with ε recomputed
-    by the server) and stored as the caller's new current version; earlier versions are
-    kept. The size limit is enforced while the body streams in.
+    by the server) and stored as the caller's new current version (201); earlier versions
+    are kept. The caller's generators declared on the same table (``X-Threedgl-Table``,
+    default ``default``) are composed and must stay within the policy. A retried upload
+    (the same weights by the same client) returns the stored version (200); the weights
+    of another client are refused (409, a replay). The size limit is enforced while the
+    body streams in.
     """
     federation = client.federation
     limit = min(federation.max_artifact_bytes, settings.max_upload_bytes)
@@ -203,21 +225,28 @@ async def upload_generator(
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise too_large
-    buffer = bytearray()
+    chunks: list[bytes] = []
+    received = 0
     async for chunk in request.stream():
-        buffer += chunk
-        if len(buffer) > limit:
+        received += len(chunk)
+        if received > limit:
             raise too_large
-    data = bytes(buffer)
+        chunks.append(chunk)
+    data = b"".join(chunks)
+    del chunks
     if not data:
         raise HTTPException(
             status_code=422,
             detail="empty body: send the .3dgl file as the request body (application/octet-stream)",
         )
     checked = await run_in_threadpool(validate_upload, data, federation, max_bytes=limit)
-    stored: Generator = await run_in_threadpool(
-        crud.store_generator, session, client, checked, data
+    limits = crud.Limits(settings.max_versions_per_client, settings.max_client_bytes)
+    stored, created = await run_in_threadpool(
+        functools.partial(crud.store_generator, table=table, limits=limits),
+        session, client, checked, data,
     )
+    if not created:
+        response.status_code = status.HTTP_200_OK
     return GeneratorPublic(
         federation=federation.name,
         client=client.name,
@@ -229,6 +258,8 @@ async def upload_generator(
         delta=stored.delta,
         uploaded_at=_utc(stored.uploaded_at),
         models=[ModelPrivacy(**vars(m)) for m in checked.models],
+        table=stored.table,
+        created=created,
     )
 
 

@@ -149,6 +149,10 @@ class GeneratorPublic(PoolEntry):
 
     federation: str
     models: list[ModelPrivacy]
+    table: str = Field(default="default", description="The private table it was declared on.")
+    created: bool = Field(
+        default=True, description="False when these weights were already stored (a retry)."
+    )
 
 
 class PoolPublic(BaseModel):
