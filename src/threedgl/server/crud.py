@@ -21,7 +21,6 @@ from threedgl.server.schemas import FederationCreate
 from threedgl.server.security import new_token, token_sha256
 from threedgl.server.validation import ValidatedGenerator
 
-
 #: The table a generator is declared to be trained on, when the client names none.
 DEFAULT_TABLE = "default"
 

@@ -19,7 +19,7 @@ from threedgl import __version__
 from threedgl.server import crud
 from threedgl.server.db import DB_SCHEMA_VERSION
 from threedgl.server.deps import AdminDep, ClientDep, SessionDep, SettingsDep
-from threedgl.server.models import Client, Federation, Generator
+from threedgl.server.models import Client, Federation
 from threedgl.server.schemas import (
     NAME_PATTERN,
     ClientCreate,
