@@ -264,7 +264,10 @@ def test_save_load_round_trip_samples_identically(anchored, tmp_path) -> None:  
 
 # -- paper mode is today's model ---------------------------------------------------------------------------
 def test_paper_mode_keeps_the_published_training_and_decoding(titanic) -> None:  # type: ignore[no-untyped-def]
-    """Pinned against the library before the anchored mode existed (same seed, same rows).
+    """Pinned: the paper mode only changes on purpose (same seed, same rows).
+
+    Pinned against the library before the anchored mode existed, then once more when the
+    Poisson masks moved to float64 uniforms (issue 12).
 
     The pins are per-tensor sums and norms and sample means, with a tolerance that absorbs
     the last-bit differences between CPUs (torch's kernels round differently on different
@@ -275,13 +278,13 @@ def test_paper_mode_keeps_the_published_training_and_decoding(titanic) -> None: 
         titanic.frame, target=titanic.target, schema=titanic.schema
     )
     assert gen.mode == "paper"
-    pinned = {
-        "class0.decoder.0.bias": (1.3798, 2.2506), "class0.decoder.0.weight": (2.3573, 3.2121),
-        "class0.decoder.1.bias": (0.2567, 1.0449), "class0.decoder.1.weight": (6.1393, 4.9416),
-        "class0.head.bias": (-0.4494, 0.3855), "class0.head.weight": (-0.7702, 2.5306),
-        "class1.decoder.0.bias": (0.6199, 1.6477), "class1.decoder.0.weight": (-4.3662, 3.2092),
-        "class1.decoder.1.bias": (0.9655, 0.8815), "class1.decoder.1.weight": (5.0411, 4.7477),
-        "class1.head.bias": (-0.2825, 0.3763), "class1.head.weight": (-2.5259, 2.2311),
+    pinned = {  # since issue 12: Poisson masks from float64 uniforms
+        "class0.decoder.0.bias": (1.5923, 2.2475), "class0.decoder.0.weight": (2.6924, 3.2138),
+        "class0.decoder.1.bias": (0.5149, 1.0539), "class0.decoder.1.weight": (6.4946, 4.9200),
+        "class0.head.bias": (-0.3888, 0.3990), "class0.head.weight": (-0.9848, 2.5656),
+        "class1.decoder.0.bias": (0.8144, 1.5966), "class1.decoder.0.weight": (-4.6971, 3.2457),
+        "class1.decoder.1.bias": (1.1357, 0.8932), "class1.decoder.1.weight": (5.5377, 4.7431),
+        "class1.head.bias": (-0.2196, 0.3639), "class1.head.weight": (-0.0573, 2.2544),
     }
     tensors = gen._tensors()
     assert sorted(tensors) == sorted(pinned)
@@ -289,10 +292,10 @@ def test_paper_mode_keeps_the_published_training_and_decoding(titanic) -> None: 
         assert float(tensors[name].sum()) == pytest.approx(total, abs=0.02), name
         assert float(np.linalg.norm(tensors[name])) == pytest.approx(norm, rel=0.005), name
     rows = gen.sample(2000, random_state=0)
-    means = {"age": 31.765, "sibsp": 1.694, "parch": 2.278, "fare": 115.813}
+    means = {"age": 31.063, "sibsp": 1.696, "parch": 2.275, "fare": 119.684}
     for col, mean in means.items():
         assert rows[col].mean() == pytest.approx(mean, rel=0.01), col
-    assert rows["pclass"].value_counts(normalize=True)["3"] == pytest.approx(0.541, abs=0.01)
+    assert rows["pclass"].value_counts(normalize=True)["3"] == pytest.approx(0.522, abs=0.01)
     assert [r.steps for r in gen.privacy_] == [26, 16]
     assert "released exactly" in gen.privacy_statement()
 

@@ -60,3 +60,55 @@ def test_fingerprint_depends_on_content_only(titanic):
     changed = titanic.frame.copy()
     changed.loc[0, "age"] = 99.0
     assert a == b != fingerprint(changed)
+
+
+def test_fingerprint_ignores_row_and_column_order(titanic) -> None:  # type: ignore[no-untyped-def]
+    from threedgl.privacy.ledger import fingerprint
+
+    df = titanic.frame
+    shuffled = df.sample(frac=1.0, random_state=3).reset_index(drop=True)
+    assert not shuffled.equals(df)
+    assert fingerprint(shuffled) == fingerprint(df)
+    assert fingerprint(df[list(reversed(df.columns))]) == fingerprint(df)
+    changed = df.copy()
+    changed.loc[0, "age"] = changed.loc[0, "age"] + 1
+    assert fingerprint(changed) != fingerprint(df)
+
+
+def test_python_api_fits_are_recorded_and_composed(titanic, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from threedgl import DPMarginals
+    from threedgl.errors import PrivacyError
+    from threedgl.privacy.ledger import Ledger, fingerprint, suspended
+
+    path = tmp_path / "api-ledger.json"
+    df, schema = titanic.frame, titanic.schema
+    DPMarginals(epsilon=1.0, random_state=0).fit(df, target=titanic.target, schema=schema,
+                                                 ledger=path)
+    book = Ledger.open(path)
+    assert len(book.entries) == 1 and book.entries[0]["source"] == "python"
+    book.budgets["*"] = 1.2
+    book.save()
+    shuffled = df.sample(frac=1.0, random_state=1)  # the same table, rows reordered
+    gen = DPMarginals(epsilon=1.0, random_state=0)
+    with pytest.raises(PrivacyError, match="budget"):
+        gen.fit(shuffled, target=titanic.target, schema=schema, ledger=path)
+    assert not hasattr(gen, "manifest_")  # nothing fitted, nothing to release
+    with suspended():
+        DPMarginals(epsilon=1.0, random_state=0).fit(df, target=titanic.target, schema=schema,
+                                                     ledger=path)
+    assert len(Ledger.open(path).entries_for(fingerprint(df))) == 1
+
+
+def test_legacy_fingerprints_are_adopted(titanic, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from threedgl import DPMarginals
+    from threedgl.privacy.ledger import Ledger, fingerprint, legacy_fingerprint
+
+    path = tmp_path / "old.json"
+    DPMarginals(epsilon=1.0, random_state=0).fit(
+        titanic.frame, target=titanic.target, schema=titanic.schema, ledger=path)
+    book = Ledger.open(path)
+    book.entries[0]["fingerprint"] = legacy_fingerprint(titanic.frame)  # as written before
+    book.save()
+    DPMarginals(epsilon=1.0, random_state=1).fit(
+        titanic.frame, target=titanic.target, schema=titanic.schema, ledger=path)
+    assert len(Ledger.open(path).entries_for(fingerprint(titanic.frame))) == 2

@@ -245,3 +245,10 @@ def test_validate_upload_cross_checks_the_sampling_of_the_default_mode(
     write_artifact(path, manifest, artifact.tensors)
     with pytest.raises(UploadRejected, match=words):
         validate_upload(path.read_bytes(), Fed())
+
+
+def test_validate_upload_refuses_delta_at_least_one_over_rows(tmp_path: Path) -> None:
+    """A class model of about 60 rows cannot claim δ = 0.05 ≥ 1/60, whatever the policy."""
+    data = generator_bytes(tmp_path, delta=0.05, sigma=3.0)
+    with pytest.raises(UploadRejected, match="at least 1/rows"):
+        validate_upload(data, Fed(max_delta=0.5, max_epsilon=50.0))

@@ -25,6 +25,10 @@ class PrivacyError(ThreedglError):
     """A privacy parameter or budget is invalid or would be exceeded."""
 
 
+class PrivacyWarning(UserWarning):
+    """A setting that is allowed but weakens the privacy guarantee (e.g. δ ≥ 1/n)."""
+
+
 class NotFittedError(ThreedglError, AttributeError):
     """An estimator was used before ``fit``."""
 

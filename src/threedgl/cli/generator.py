@@ -31,6 +31,7 @@ def train(
     accountant: str = typer.Option("rdp", "--accountant", help="Privacy accountant: rdp or prv."),
     kind: str = typer.Option("ddp-betavae", "--generator", help="ddp-betavae, or dp-marginals (the independent-marginals baseline)."),
     seed: int | None = typer.Option(None, "--seed", help="Seed of the training noise (reproducible runs; leave unset for a real release)."),
+    secure_mode: bool = typer.Option(False, "--secure-mode", help="Draw the privacy noise and Poisson masks from the OS CSPRNG (as Opacus' secure mode)."),
     drop_missing: bool = typer.Option(False, "--drop-missing", help="Drop rows with missing values instead of failing."),
     ledger: Path | None = typer.Option(None, "--ledger", help="Privacy budget ledger file (default ~/.threedgl/ledger.json or $THREEDGL_LEDGER)."),
     force: bool = typer.Option(False, "--force", help="Train even if the ledger's budget for this table would be exceeded."),
@@ -48,7 +49,8 @@ def train(
         df = read_table(data)
         schema = Schema.read(schema_path) if schema_path is not None else None
         if kind == "ddp-betavae":
-            params: dict = {"epsilon": epsilon, "delta": delta, "accountant": accountant, "random_state": seed}
+            params: dict = {"epsilon": epsilon, "delta": delta, "accountant": accountant,
+                            "random_state": seed, "secure_mode": secure_mode}
             if paper:
                 params["mode"] = "paper"
             for name, value in (("epochs", epochs), ("batch_size", batch_size),
@@ -58,11 +60,13 @@ def train(
                     params[name] = value
             gen = DDPBetaVAE.from_preset(preset, **params) if preset else DDPBetaVAE(**params)
         elif kind == "dp-marginals":
-            gen = DPMarginals(epsilon=epsilon, delta=delta, accountant=accountant, random_state=seed)
+            gen = DPMarginals(epsilon=epsilon, delta=delta, accountant=accountant, random_state=seed,
+                              secure_mode=secure_mode)
         else:
             fail(f"--generator must be 'ddp-betavae' or 'dp-marginals', got '{kind}'")
         book = ledger_mod.Ledger.open(ledger)
         fingerprint = ledger_mod.fingerprint(df)
+        book.adopt(ledger_mod.legacy_fingerprint(df), fingerprint)
         if math.isfinite(epsilon):
             book.check(fingerprint, epsilon=epsilon, delta=delta, accountant=accountant, force=force)
         if schema is None:
@@ -82,7 +86,7 @@ def train(
                 bar.update(tasks[k], completed=epoch, status=f"epoch {epoch}, ε spent {eps:.3f}")
 
             gen.fit(df, target=target, schema=schema, nan_policy="drop" if drop_missing else "error",
-                    progress=progress)
+                    progress=progress, ledger=False)  # recorded below, with the file's path
         for w in caught:
             if "inferring one from the training data" not in str(w.message):
                 warn(str(w.message))

@@ -50,6 +50,7 @@ from threedgl.privacy.accounting import (
     subsampled_gaussian_rdp,
 )
 from threedgl.privacy.gaussian import release_count, release_histograms
+from threedgl.privacy.secure import SecureRandom
 from threedgl.schema import Schema
 from threedgl.schema.bins import Discretizer
 
@@ -149,6 +150,7 @@ def fit_anchored(
     max_grad_norm: float,
     seed: int,
     progress: ProgressCallback | None = None,
+    secure_mode: bool = False,
 ) -> AnchoredModels:
     """Train the kept classes' anchored β-VAEs on ``groups`` (TableEncoder matrices).
 
@@ -157,7 +159,8 @@ def fit_anchored(
     """
     private = math.isfinite(epsilon)
     anchor_seed, train_seed = np.random.SeedSequence(seed).spawn(2)
-    rng = np.random.default_rng(anchor_seed)
+    rng: np.random.Generator | SecureRandom = (
+        SecureRandom() if secure_mode else np.random.default_rng(anchor_seed))
     if private:
         order, sigma_c, sigma_m, rest = _budget_split(epsilon, delta, count_share,
                                                       marginals_share)
@@ -208,7 +211,7 @@ def fit_anchored(
         max_grad_norm=clip, epochs=epochs,
         seed=int(train_seed.generate_state(1, np.uint64)[0]),
         head_bias=bias, epsilon_after=spent,
-        progress=reindexed(progress, kept),
+        progress=reindexed(progress, kept), secure_mode=secure_mode,
     )
     # The recorded ε is what the fixed-order composition proves: the count and the anchor
     # at their exact divergences plus DP-Adam's whole share (its σ, q and steps came from

@@ -29,7 +29,13 @@ from sklearn.base import BaseEstimator
 from threedgl._version import __version__
 from threedgl.artifact import FORMAT_NAME, FORMAT_VERSION, Artifact, read_artifact, write_artifact
 from threedgl.artifact.statement import privacy_statement, privacy_summary
-from threedgl.errors import ArtifactError, NotFittedError, SchemaError, ThreedglError
+from threedgl.errors import (
+    ArtifactError,
+    NotFittedError,
+    PrivacyWarning,
+    SchemaError,
+    ThreedglError,
+)
 from threedgl.privacy.accounting import PrivacyRecord
 from threedgl.schema import Schema, TableEncoder, infer_schema
 from threedgl.schema.schema import Category, NanPolicy
@@ -49,12 +55,19 @@ def _rng(random_state: int | np.random.Generator | None) -> np.random.Generator:
 
 
 def _seed(random_state: int | np.random.Generator | None) -> int:
-    """A training seed: the given int, or fresh entropy (never recorded in the artifact)."""
+    """A training seed: the given int, or fresh entropy (never recorded in the artifact).
+
+    ``None`` takes 128 bits from the operating system (``numpy.random.SeedSequence()``);
+    a numpy Generator gives 128 bits of its own stream.
+    """
     if isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool):
         if random_state < 0:
             raise ThreedglError(f"random_state must be non-negative, got {random_state!r}")
         return int(random_state)
-    return int(_rng(random_state).integers(0, 2**31 - 1))
+    if random_state is None:
+        return int(np.random.SeedSequence().entropy)  # type: ignore[arg-type]
+    words = _rng(random_state).integers(0, 2**32, size=4, dtype=np.uint64)
+    return sum(int(w) << (32 * i) for i, w in enumerate(words))
 
 
 @contextmanager
@@ -106,12 +119,20 @@ class BaseGenerator(BaseEstimator):  # type: ignore[misc]
         *,
         nan_policy: NanPolicy = "error",
         progress: ProgressCallback | None = None,
+        ledger: str | os.PathLike[str] | bool | None = None,
     ) -> Self:
         """Train one private model per class of ``target`` (one model on all rows without).
 
         ``schema`` is the federation's public schema; without it a schema is inferred from
         ``df`` (with a warning: inferred bounds and categories are not private).
+
+        The training is recorded in the local privacy ledger (``ledger``: None for the
+        default, ``$THREEDGL_LEDGER`` or ``~/.threedgl/ledger.json``; a path; False for
+        none): refused before training if the table's budget is spent, and refused
+        (nothing fitted) if it would take the table's total above its budget.
         """
+        from threedgl.privacy.ledger import fingerprint, ledger_for_fit, legacy_fingerprint
+
         self._check_params()
         if not isinstance(df, pd.DataFrame):
             raise ThreedglError(f"fit expects a pandas DataFrame, got {type(df).__name__}")
@@ -148,6 +169,13 @@ class BaseGenerator(BaseEstimator):  # type: ignore[misc]
             groups = [matrix[y == label] for label in labels]
         self.schema_ = schema
         self.encoder_ = encoder
+        _warn_large_delta(self.delta, self.epsilon, labels, groups)
+        book = ledger_for_fit(ledger) if math.isfinite(self.epsilon) else None
+        if book is not None:
+            table_id = fingerprint(df)  # as `3dgl train` does: the table given
+            book.adopt(legacy_fingerprint(df), table_id)
+            book.check(table_id, epsilon=self.epsilon, delta=self.delta,
+                       accountant=self.accountant)
         records, released_rows = self._fit_classes(groups, encoder, progress)
         kept = [k for k, r in enumerate(records) if r is not None]
         missing = [labels[k] for k in range(len(labels)) if records[k] is None]
@@ -162,6 +190,15 @@ class BaseGenerator(BaseEstimator):  # type: ignore[misc]
         self.class_rows_: list[float] = [float(released_rows[k]) for k in kept]
         self.privacy_ = [r for r in records if r is not None]
         self.manifest_ = self._build_manifest()
+        if book is not None:
+            entry = book.entry(table_id, self.manifest_, source="python")
+            try:
+                book.check_entry(entry)
+            except ThreedglError:
+                for name in ("labels_", "class_rows_", "privacy_", "manifest_"):
+                    delattr(self, name)
+                raise
+            book.record(entry)
         return self
 
     def _check_params(self) -> None:
@@ -377,6 +414,27 @@ class BaseGenerator(BaseEstimator):  # type: ignore[misc]
         """What is protected, what is released and what is not covered, in plain words."""
         self._check_fitted()
         return privacy_statement(self.manifest_)
+
+
+def _warn_large_delta(delta: float, epsilon: float, labels: Sequence[Category | None],
+                      groups: Sequence[np.ndarray]) -> None:
+    """Warn when δ ≥ 1/n for a class: (ε, δ)-DP then allows publishing a row outright.
+
+    The warning uses the exact class sizes; it is shown to the data owner only and
+    released nowhere.
+    """
+    if not math.isfinite(epsilon):
+        return
+    small = [(labels[k], len(g)) for k, g in enumerate(groups) if len(g) and delta >= 1 / len(g)]
+    if small:
+        where = ", ".join(f"{label!r} ({n} rows)" for label, n in small)
+        warnings.warn(
+            f"delta={delta!r} is at least 1/n for class(es) {where}: a mechanism that "
+            "publishes a random row outright meets (0, delta)-DP at this delta. Use a delta "
+            "well below 1/n (1/n^2 or less is the usual choice)",
+            PrivacyWarning,
+            stacklevel=3,
+        )
 
 
 def reindexed(progress: ProgressCallback | None, kept: Sequence[int]) -> ProgressCallback | None:

@@ -100,8 +100,14 @@ class DDPBetaVAE(BaseGenerator):
         anchored mode's default) or ``"argmax"`` (paper mode's default). Numeric columns
         are always sampled in the anchored mode.
     random_state:
-        Seed of the training noise and the initialisation. ``None`` draws fresh entropy.
-        The seed is never written to the artifact (knowing it would reveal the noise).
+        Seed of the training noise and the initialisation. ``None`` (the default for a
+        release) draws 128 bits of fresh entropy from the operating system. The seed is
+        never written to the artifact (knowing it would reveal the noise).
+    secure_mode:
+        Draw the privacy noise (gradient noise, noisy counts and histograms) and the
+        Poisson masks from the OS CSPRNG instead of a seeded generator, as Opacus'
+        ``secure_mode``; ``random_state`` then seeds only the initialisation. Costs
+        some speed (``benchmarks/secure_mode.py``).
 
     Examples
     --------
@@ -133,6 +139,7 @@ class DDPBetaVAE(BaseGenerator):
         accountant: str = "rdp",
         categorical: Literal["sample", "argmax"] | None = None,
         random_state: int | None = None,
+        secure_mode: bool = False,
     ) -> None:
         self.epsilon = epsilon
         self.delta = delta
@@ -150,6 +157,7 @@ class DDPBetaVAE(BaseGenerator):
         self.accountant = accountant
         self.categorical = categorical
         self.random_state = random_state
+        self.secure_mode = secure_mode
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> DDPBetaVAE:
@@ -227,6 +235,7 @@ class DDPBetaVAE(BaseGenerator):
                 accountant=self.accountant,
                 seed=_seed(self.random_state),
                 progress=reindexed(progress, kept),
+                secure_mode=bool(self.secure_mode),
             )
         self.architecture_ = trained.architecture
         self.decoders_ = [trained.decoder(k) for k in range(len(kept))]
@@ -260,7 +269,7 @@ class DDPBetaVAE(BaseGenerator):
                 groups, encoder.schema, epsilon=self.epsilon, delta=self.delta,
                 count_share=self.count_share, marginals_share=self.marginals_share,
                 overrides=overrides, max_grad_norm=self.max_grad_norm, seed=seed,
-                progress=progress,
+                progress=progress, secure_mode=bool(self.secure_mode),
             )
         self.architecture_ = trained.architecture
         self.decoders_ = [Decoder(st, trained.architecture) for st in trained.decoder_states]
@@ -380,6 +389,7 @@ class DDPBetaVAE(BaseGenerator):
             "max_grad_norm": float(self.max_grad_norm) if math.isfinite(self.max_grad_norm) else "inf",
             "learning_rate": float(st["learning_rate"]),
             "accountant": self.accountant,
+            **({"secure_mode": True} if self.secure_mode else {}),
             "optimizer": "DP-Adam (betas 0.9, 0.999; eps 1e-8), Poisson sampling",
         }
         if self.mode == "paper":

@@ -21,6 +21,7 @@ from threedgl.errors import ArtifactError, SchemaError, ThreedglError
 from threedgl.model.base import BaseGenerator, ProgressCallback, _rng
 from threedgl.privacy.accounting import PrivacyRecord
 from threedgl.privacy.gaussian import measure_histograms
+from threedgl.privacy.secure import SecureRandom
 from threedgl.schema import Schema, TableEncoder
 from threedgl.schema.bins import Discretizer
 
@@ -47,10 +48,12 @@ class DPMarginals(BaseGenerator):
         bins: int = 20,
         accountant: str = "rdp",
         random_state: int | None = None,
+        secure_mode: bool = False,
     ) -> None:
         self.epsilon = epsilon
         self.delta = delta
         self.bins = bins
+        self.secure_mode = secure_mode
         self.accountant = accountant
         self.random_state = random_state
 
@@ -66,7 +69,8 @@ class DPMarginals(BaseGenerator):
         self, groups: list[np.ndarray], encoder: TableEncoder, progress: ProgressCallback | None
     ) -> tuple[list[PrivacyRecord | None], list[float]]:
         disc = self._discretizer(encoder.schema)
-        rng = _rng(self.random_state)
+        rng: np.random.Generator | SecureRandom = (
+            SecureRandom() if self.secure_mode else _rng(self.random_state))
         self.discretizer_ = disc
         self.histograms_: list[list[np.ndarray]] = []
         records: list[PrivacyRecord | None] = []
@@ -147,6 +151,7 @@ class DPMarginals(BaseGenerator):
             "delta": float(self.delta),
             "bins": int(self.bins),
             "accountant": self.accountant,
+            **({"secure_mode": True} if self.secure_mode else {}),
             "mechanism": "Gaussian mechanism on per-feature histograms, L2 sensitivity sqrt(F)",
         }
 

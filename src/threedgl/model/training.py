@@ -124,6 +124,7 @@ def train_class_models(
     accountant: str = "rdp",
     seed: int = 0,
     progress: ProgressCallback | None = None,
+    secure_mode: bool = False,
 ) -> TrainedModels:
     """Train one DP β-VAE per entry of ``datasets`` (encoded float32 matrices n_k × D).
 
@@ -178,7 +179,7 @@ def train_class_models(
         noise_multipliers=sigmas, sample_rates=rates, steps=steps,
         expected_batch_sizes=[q * n for q, n in zip(rates, n_rows, strict=True)],
         max_grad_norm=clip, epochs=epochs, seed=seed, epsilon_after=epsilon_after,
-        progress=progress,
+        progress=progress, secure_mode=secure_mode,
     )
     records_out = [
         PrivacyRecord(
@@ -227,6 +228,7 @@ def train_stack(
     head_bias: Sequence[np.ndarray] | None = None,
     epsilon_after: Callable[[int, int], float] | None = None,
     progress: ProgressCallback | None = None,
+    secure_mode: bool = False,
 ) -> BatchedVAE:
     """Run DP-Adam on one β-VAE per array with the given, already accounted, parameters.
 
@@ -252,6 +254,7 @@ def train_stack(
         steps=steps,
         generators=gens,
         lr=learning_rate,
+        secure_mode=secure_mode,
     )
     done_epochs = [0] * m_models
 
@@ -292,7 +295,7 @@ def run_stack(
     rows = torch.arange(m_models)[:, None]
     while bool(opt.active.any()):
         active = opt.active.tolist()
-        index, mask = poisson_sample(n_rows, rates, generators, active)
+        index, mask = poisson_sample(n_rows, rates, generators, active, opt.secure)
         counts = mask.sum(1).long().tolist()
         noise = torch.zeros(m_models, index.shape[1], model.latent)
         for k in range(m_models):  # reparametrisation noise, drawn per model

@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 
 from threedgl.errors import PrivacyError
+from threedgl.privacy.secure import SecureRandom
 
 __all__ = ["DPAdam", "poisson_sample"]
 
@@ -40,16 +41,21 @@ def poisson_sample(
     sample_rates: Sequence[float],
     generators: Sequence[torch.Generator],
     active: Sequence[bool],
+    secure: SecureRandom | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Poisson batches for M models: indices (M, B) padded with 0 and a 0/1 mask (M, B).
 
-    Row j of model m is in the batch iff U_j < q_m, with U drawn from ``generators[m]``.
-    Inactive (finished) models draw nothing and get an empty batch.
+    Row j of model m is in the batch iff U_j < q_m, with U a float64 uniform (53 bits:
+    a float32 one would round q to 24 bits) drawn from ``generators[m]``, or from the OS
+    CSPRNG when ``secure`` is given. Inactive (finished) models draw nothing and get an
+    empty batch.
     """
     picks = []
     for n, q, g, on in zip(n_rows, sample_rates, generators, active, strict=True):
         if on:
-            picks.append(torch.nonzero(torch.rand(n, generator=g) < q).flatten())
+            u = (secure.torch_uniform(n) if secure is not None
+                 else torch.rand(n, generator=g, dtype=torch.float64))
+            picks.append(torch.nonzero(u < q).flatten())
         else:
             picks.append(torch.zeros(0, dtype=torch.long))
     width = max(1, max(len(p) for p in picks))
@@ -82,6 +88,7 @@ class DPAdam:
         lr: float = 1e-3,
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
+        secure_mode: bool = False,
     ) -> None:
         self.params = [p for layer in layers for p in layer]  # W0, b0, W1, b1, ...
         m = layers[0][0].shape[0]
@@ -104,6 +111,8 @@ class DPAdam:
         self.total_steps = torch.tensor(list(steps), dtype=torch.long)
         self.steps_done = torch.zeros(m, dtype=torch.long)
         self.generators = list(generators)
+        #: The OS CSPRNG for the gradient noise and the Poisson masks (``secure_mode``).
+        self.secure = SecureRandom() if secure_mode else None
         self.lr, self.betas, self.eps = lr, betas, eps
         self.exp_avg = [torch.zeros_like(p) for p in self.params]
         self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
@@ -151,7 +160,10 @@ class DPAdam:
                 continue
             std = self.sigma[m] * float(self.clip[m])
             for g in grads:
-                g[m] += torch.normal(0.0, std, g.shape[1:], generator=self.generators[m])
+                if self.secure is not None:
+                    g[m] += self.secure.torch_normal(std, tuple(g.shape[1:]))
+                else:
+                    g[m] += torch.normal(0.0, std, g.shape[1:], generator=self.generators[m])
 
     @torch.no_grad()
     def _adam(self, grads: list[Tensor], active: Tensor) -> None:

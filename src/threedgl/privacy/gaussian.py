@@ -21,6 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from threedgl.privacy.accounting import PrivacyRecord, calibrate_noise_multiplier, compute_epsilon
+from threedgl.privacy.secure import SecureRandom
 
 
 def measure_histograms(
@@ -29,7 +30,7 @@ def measure_histograms(
     epsilon: float,
     delta: float,
     accountant: str,
-    rng: np.random.Generator,
+    rng: np.random.Generator | SecureRandom,
 ) -> tuple[list[np.ndarray], PrivacyRecord]:
     """Release the per-feature histograms of one class with (ε, δ)-DP.
 
@@ -48,13 +49,13 @@ def measure_histograms(
     return noisy, record
 
 
-def release_count(n: int, *, noise_multiplier: float, rng: np.random.Generator) -> float:
+def release_count(n: int, *, noise_multiplier: float, rng: np.random.Generator | SecureRandom) -> float:
     """``n + N(0, σ²)``: a row count (sensitivity 1 under add/remove-one)."""
     return float(n) + float(rng.normal(0.0, noise_multiplier)) if noise_multiplier else float(n)
 
 
 def release_histograms(
-    counts: Sequence[np.ndarray], *, noise_multiplier: float, rng: np.random.Generator
+    counts: Sequence[np.ndarray], *, noise_multiplier: float, rng: np.random.Generator | SecureRandom
 ) -> list[np.ndarray]:
     """Per-feature histograms of one class plus ``N(0, (σ√F)²)`` on every count.
 

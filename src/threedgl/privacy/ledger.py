@@ -15,11 +15,14 @@ import hashlib
 import json
 import math
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from threedgl.errors import PrivacyError
@@ -30,13 +33,57 @@ DEFAULT_LEDGER = Path("~/.threedgl/ledger.json")
 ALL_TABLES = "*"
 
 
+#: Set (to anything) while experiments on public data run: fits are not recorded.
+SUSPENDED_ENV = "THREEDGL_LEDGER_SUSPENDED"
+
+
 def fingerprint(df: pd.DataFrame) -> str:
-    """A sha256 of a table's content (column names, then each row), independent of its file."""
+    """A sha256 of a table's content, independent of its file, row order and column order.
+
+    The column names (sorted), then the sorted 64-bit hashes of the rows: the same rows
+    shuffled, or the same columns reordered, are the same table.
+    """
+    cols = sorted(df.columns, key=str)
+    h = hashlib.sha256(b"threedgl.table.v2")
+    h.update(json.dumps([str(c) for c in cols]).encode())
+    values = pd.util.hash_pandas_object(df[cols].astype(str), index=False).to_numpy()
+    h.update(np.sort(values).tobytes())
+    return h.hexdigest()
+
+
+def legacy_fingerprint(df: pd.DataFrame) -> str:
+    """The fingerprint of ledgers written before row order stopped mattering."""
     h = hashlib.sha256()
     h.update(json.dumps([str(c) for c in df.columns]).encode())
     values = pd.util.hash_pandas_object(df.astype(str), index=False).to_numpy()
     h.update(values.tobytes())
     return h.hexdigest()
+
+
+@contextmanager
+def suspended() -> Iterator[None]:
+    """Do not record fits in the ledger meanwhile (child processes included).
+
+    For experiments on the bundled public datasets (reproduction, simulation), which are
+    not private tables and would otherwise fill the ledger with thousands of entries.
+    """
+    before = os.environ.get(SUSPENDED_ENV)
+    os.environ[SUSPENDED_ENV] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(SUSPENDED_ENV, None)
+        else:
+            os.environ[SUSPENDED_ENV] = before
+
+
+def ledger_for_fit(ledger: str | os.PathLike[str] | bool | None) -> Ledger | None:
+    """The ledger a Python ``fit`` records to: ``None`` or True the default one, a path that
+    file, False none; none either while :func:`suspended`."""
+    if ledger is False or os.environ.get(SUSPENDED_ENV):
+        return None
+    return Ledger.open(None if ledger is None or ledger is True else ledger)
 
 
 @dataclass
@@ -120,6 +167,14 @@ class Ledger:
                 f"budget of {limit:g} (ledger {self.path}); nothing was written. "
                 "Use --force to release it anyway"
             )
+
+    def adopt(self, legacy: str, table: str) -> None:
+        """File the entries recorded under a table's legacy fingerprint under ``table``."""
+        moved = [e for e in self.entries if e["fingerprint"] == legacy and legacy != table]
+        for e in moved:
+            e["fingerprint"] = table
+        if moved:
+            self.save()
 
     def record(self, entry: dict[str, Any]) -> None:
         self.entries.append(entry)

@@ -156,6 +156,14 @@ def _check_model(
             f"{where}: accountant {record.accountant!r} is not accepted by federation "
             f"'{federation.name}' (accepted: {', '.join(federation.accountants)})"
         )
+    rows = model.get("rows")
+    if (isinstance(rows, int | float) and not isinstance(rows, bool) and rows > 0
+            and record.delta >= 1.0 / rows):
+        raise UploadRejected(
+            f"{where}: delta={record.delta!r} is at least 1/rows for its {rows!r} rows; a "
+            "mechanism that publishes a random row meets (0, delta)-DP at such a delta. "
+            "Train with a smaller delta"
+        )
     if record.delta > federation.max_delta:
         raise UploadRejected(
             f"{where}: delta={record.delta!r} is above the policy's max_delta="
