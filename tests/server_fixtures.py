@@ -197,8 +197,9 @@ class ServerProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 60.0) -> ServerProcess:
-        self.port = free_port()
+    def start(self, timeout: float = 60.0, *, same_port: bool = False) -> ServerProcess:
+        if not (same_port and self.port):
+            self.port = free_port()
         with open(self.log, "a") as log:
             self.proc = subprocess.Popen(
                 [
@@ -228,6 +229,13 @@ class ServerProcess:
             time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"server did not start in {timeout}s: {self.log.read_text()}")
+
+    def kill(self) -> None:
+        """``kill -9``: no shutdown, no cleanup (a crash)."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
 
     def stop(self) -> None:
         if self.proc is None:

@@ -13,6 +13,7 @@ the generator is (ε, δ)-DP.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, Literal
 
 import numpy as np
@@ -315,7 +316,11 @@ class DDPBetaVAE(BaseGenerator):
             head, _, rest = name.partition(".")
             if not head.startswith("class") or not head[5:].isdigit() or not rest:
                 raise ArtifactError(f"unexpected tensor name '{name}'")
-            groups.setdefault(int(head[5:]), {})[rest] = torch.from_numpy(np.array(arr))
+            # No copy (the views into the file may be read-only): the Decoder copies the
+            # values into its own parameters and never writes to these.
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+                groups.setdefault(int(head[5:]), {})[rest] = torch.from_numpy(arr)
         if sorted(groups) != list(range(len(self.labels_))):
             raise ArtifactError(
                 f"the file holds tensors for classes {sorted(groups)}, but the manifest lists "

@@ -7,7 +7,7 @@ further check is added here. In order:
    with the federation's size limit): size, no pickle, header, manifest, float32,
    sha256 of the weights;
 2. the model itself, rebuilt by the library's loader
-   (``threedgl.model.registry.load_generator_bytes``): generator kind, labels, privacy
+   (``threedgl.model.registry.generator_from_artifact``, on the same parse): generator kind, labels, privacy
    records, tensor names and shapes against the architecture;
 3. the schema in the manifest equals the federation's (``Schema.differences`` empty);
 4. each class model's privacy record: its accountant is accepted by the policy, δ is at
@@ -92,7 +92,7 @@ def validate_upload(
     manifest = artifact.manifest
 
     try:
-        _generator_loader()(data, max_bytes=limit)
+        _generator_loader()(artifact)  # the same parse: the model rebuilt once, no copy
     except ThreedglError as exc:
         raise UploadRejected(f"invalid generator: {exc}") from None
 
@@ -128,10 +128,10 @@ def validate_upload(
 
 
 def _generator_loader() -> Callable[..., Any]:
-    """The library's reader of generator bytes: rebuilds the model (tensor names, shapes)."""
-    from threedgl.model.registry import load_generator_bytes
+    """The library's reader of a generator file: rebuilds the model (tensor names, shapes)."""
+    from threedgl.model.registry import generator_from_artifact
 
-    return load_generator_bytes
+    return generator_from_artifact
 
 
 def _check_model(
