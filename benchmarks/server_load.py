@@ -89,8 +89,8 @@ def client_run(stats: Stats, url: Any, name: str, token: str, data: bytes,
     t0 = time.perf_counter()
     listing = request(stats, url, token, "GET", "/pool").json()["generators"]
     shas = {g["client"]: g["sha256"] for g in listing}
-    wanted = [name] + random.sample([o for o in others if o in shas and o != name],
-                                    k=min(downloads, max(0, len(shas) - 1)))
+    wanted = [name, *random.sample([o for o in others if o in shas and o != name],
+                                   k=min(downloads, max(0, len(shas) - 1)))]
     for other in wanted:
         got = request(stats, url, token, "GET", f"/pool/{other}")
         digest = hashlib.sha256(got.content).hexdigest()

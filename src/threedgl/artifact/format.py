@@ -79,8 +79,8 @@ def weights_sha256(tensors: Mapping[str, np.ndarray]) -> str:
             name.encode("utf-8"),
             arr.dtype.str.encode("ascii"),
             json.dumps(list(arr.shape)).encode("ascii"),
-            memoryview(np.ascontiguousarray(arr.astype(arr.dtype.newbyteorder("<"),
-                                                       copy=False))).cast("B"),
+            np.ascontiguousarray(arr.astype(arr.dtype.newbyteorder("<"),
+                                            copy=False)).data.cast("B"),
         ):
             h.update(struct.pack("<Q", len(part)))
             h.update(part)
