@@ -98,13 +98,7 @@ def run_flower_simulation(
             "the Flower engine's ServerApp accepts only private generators, as the Global "
             "Server does: epsilon must be finite"
         )
-    os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
-    from flwr.serverapp import ServerApp
-    from flwr.simulation import run_simulation
-
     from threedgl.federation.flower import messages as msg
-    from threedgl.federation.flower.client_app import app as client_app
-    from threedgl.federation.flower.server_app import ThreedglServer
 
     with tempfile.TemporaryDirectory(prefix="threedgl-flower-") as tmp:
         if data is not None:
@@ -118,14 +112,42 @@ def run_flower_simulation(
             factory=asdict(factory), options=asdict(options), split=str(split),
             test_size=test_size, min_rows=min_rows, positive_label=positive_label, data=where,
         )
-        server_job = ThreedglServer(spec, seeds=seeds, max_epsilon=epsilon, max_delta=delta,
-                                    transport=server, tick=tick)
-        server_app = ServerApp()
-        server_app.main()(server_job)
-        with _quiet_flower():
-            run_simulation(server_app=server_app, client_app=client_app,
-                           num_supernodes=clients, backend_config=backend_config(workers))
+        server_job = run_rounds(spec, seeds=seeds, max_epsilon=epsilon, max_delta=delta,
+                                workers=workers, transport=server, tick=tick)
     return outcomes_by_seed(server_job, clients, seeds)
+
+
+def run_rounds(
+    spec: Any,
+    *,
+    seeds: int,
+    max_epsilon: float,
+    max_delta: float,
+    workers: int,
+    transport: PoolServer | None = None,
+    tick: Callable[[str], Callable[[], None]] | None = None,
+    client_app: Any = None,
+) -> Any:
+    """``seeds`` rounds of ``spec`` (a :class:`~.messages.RoundSpec`) on Flower's simulation
+    runtime with ``spec.clients`` virtual SuperNodes running ``client_app`` (default: ours);
+    returns the ServerApp's job (:class:`~.server_app.ThreedglServer`: its ``rounds`` and
+    every message it sent and received)."""
+    os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
+    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
+    from flwr.serverapp import ServerApp
+    from flwr.simulation import run_simulation
+
+    from threedgl.federation.flower.client_app import app as our_client_app
+    from threedgl.federation.flower.server_app import ThreedglServer
+
+    server_job = ThreedglServer(spec, seeds=seeds, max_epsilon=max_epsilon, max_delta=max_delta,
+                                transport=transport, tick=tick)
+    server_app = ServerApp()
+    server_app.main()(server_job)
+    with _quiet_flower():
+        run_simulation(server_app=server_app, client_app=client_app or our_client_app,
+                       num_supernodes=spec.clients, backend_config=backend_config(workers))
+    return server_job
 
 
 def outcomes_by_seed(server_job: Any, clients: int, seeds: int) -> list[SeedOutcome]:

@@ -236,7 +236,7 @@ def read_train_reply(content: Any) -> TrainReply:
 def scores_reply(client: int, scores: Mapping[str, Mapping[str, float]]) -> Any:
     from flwr.app import MetricRecord
 
-    metrics: dict[str, float | int] = {}
+    metrics: dict[str, int | float | list[int] | list[float]] = {}
     for scenario in CLIENT_SCENARIOS:
         for m in METRICS:
             metrics[f"{scenario}.{m}"] = float(scores[scenario][m])

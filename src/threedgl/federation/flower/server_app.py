@@ -87,6 +87,7 @@ class ThreedglServer:
         self.timeout = timeout
         self.rounds: list[RoundOutcome] = []
         self.sent: list[Message] = []  # every message this server sent, in order
+        self.received: list[Message] = []  # every reply it received, in order
 
     # -- the grid ---------------------------------------------------------------------------------
     def _nodes(self, grid: Grid) -> list[int]:
@@ -113,6 +114,7 @@ class ThreedglServer:
             for reply in got:
                 ids.discard(reply.metadata.reply_to_message_id)
                 replies.append(reply)
+                self.received.append(reply)
                 if on_reply is not None:
                     on_reply()
             if ids:
@@ -206,7 +208,13 @@ def spec_from_run_config(config: dict[str, Any]) -> tuple[msg.RoundSpec, dict[st
     schema_path = str(num("schema-path", ""))
     if schema_path:
         schema = Schema.from_dict(json.loads(Path(schema_path).read_text(encoding="utf-8")))
-        positive = num("positive-label", None)
+        given = str(num("positive-label", ""))
+        positive = next((x for x in schema.labels if str(x) == given), None)
+        if positive is None:
+            raise ThreedglError(
+                f"with schema-path, positive-label must be one of the class labels "
+                f"{list(schema.labels)!r}, got {given!r}"
+            )
         preset = None
     else:
         _, _, schema, positive, preset = resolve_data(dataset, None, None, None, None)
@@ -229,7 +237,9 @@ def spec_from_run_config(config: dict[str, Any]) -> tuple[msg.RoundSpec, dict[st
     return spec, settings
 
 
-def report_rounds(rounds: Sequence[RoundOutcome], spec: msg.RoundSpec, out: str) -> str:
+def report_rounds(
+    rounds: Sequence[RoundOutcome], spec: msg.RoundSpec, out: str, elapsed: float = 0.0
+) -> str:
     """The scenario table of the rounds (Markdown), written to ``out`` when set."""
     from threedgl.federation.report import SimulationResult
     from threedgl.federation.scenarios import METRICS
@@ -241,16 +251,19 @@ def report_rounds(rounds: Sequence[RoundOutcome], spec: msg.RoundSpec, out: str)
                 records.append({"seed": r.seed, "client": c, "scenario": scenario,
                                 **{m: s[m] for m in METRICS},
                                 "synthetic_rows": int(s["synthetic_rows"]),
-                                "client_rows": 0, "client_positive_share": 0.0})
+                                # the server does not see the clients' data
+                                "client_rows": float("nan"),
+                                "client_positive_share": float("nan")})
     if not records:
         return "no client was evaluated"
     result = SimulationResult(
-        dataset=str((spec.data or {}).get("dataset", "federation")),
+        dataset=f"{(spec.data or {}).get('dataset', 'federation')} on Flower",
         config={"clients": spec.clients, "split": spec.split,
                 "epsilon": spec.factory.get("epsilon"), "seeds": len(rounds),
                 "random_state": spec.random_state, "epochs": spec.factory.get("epochs"),
                 "engine": "flower", "workers": spec.clients},
         records=records,
+        elapsed_seconds=elapsed,
     )
     text = result.to_markdown()
     if out:
@@ -264,9 +277,10 @@ app = ServerApp()
 @app.main()
 def main(grid: Grid, context: Context) -> None:
     """``flwr run``'s entry: the rounds of the run config; logs (and writes) the scenarios."""
+    started = time.perf_counter()
     spec, settings = spec_from_run_config(dict(context.run_config))
     server = ThreedglServer(spec, seeds=settings["seeds"], max_epsilon=settings["max_epsilon"],
                             max_delta=settings["max_delta"], wait_seconds=settings["wait_seconds"])
     server(grid, context)
-    table = report_rounds(server.rounds, spec, settings["out"])
+    table = report_rounds(server.rounds, spec, settings["out"], time.perf_counter() - started)
     print(table, flush=True)
