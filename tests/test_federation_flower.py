@@ -264,3 +264,32 @@ def test_flower_engine_refuses_what_cannot_travel() -> None:
                  generator_factory=lambda c, rs: PresetFactory()(c, rs))
     with pytest.raises(ThreedglError, match="engine must be one of"):
         simulate("titanic", clients=2, engine="spark")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["simulate", "titanic", "--engine", "spark"], "--engine must be 'local' or 'flower'"),
+        (["simulate", "titanic", "--engine", "flower", "--epsilon", "inf"], "finite --epsilon"),
+    ],
+)
+def test_cli_engine_bad_input_one_line_exit_2(
+    capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    from threedgl.cli.main import app
+
+    with pytest.raises(SystemExit) as exc:
+        app(args, prog_name="3dgl")
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_cli_help_names_the_engines() -> None:
+    from typer.testing import CliRunner
+
+    from threedgl.cli.main import app
+
+    out = CliRunner().invoke(app, ["simulate", "--help"], terminal_width=200)
+    assert out.exit_code == 0 and "--engine" in out.output and "flower" in out.output
