@@ -58,7 +58,8 @@ Tick = Callable[[str], Callable[[], None]]
 
 
 class ThreedglServer:
-    """The ServerApp's job (its ``main``): ``seeds`` rounds with ``clients`` nodes.
+    """The ServerApp's job (its ``main``): ``seeds`` rounds with every node connected once
+    at least ``spec.clients`` are (a simulation's partitions are split ``len(nodes)`` ways).
 
     ``spec`` is every round's :class:`~threedgl.federation.flower.messages.RoundSpec`
     (its ``seed`` is set per round, its ``client`` per node); ``transport`` keeps the pool
@@ -95,7 +96,7 @@ class ThreedglServer:
         while True:
             nodes = sorted(grid.get_node_ids())
             if len(nodes) >= self.spec.clients:
-                return nodes[: self.spec.clients]
+                return nodes  # all of them: a simulated node's partition id indexes them
             if time.monotonic() > deadline:
                 raise ThreedglError(
                     f"{len(nodes)} SuperNode(s) connected within {self.wait_seconds:g} s; the "
@@ -124,7 +125,8 @@ class ThreedglServer:
     # -- one round -------------------------------------------------------------------------------
     def run_round(self, grid: Grid, seed: int, nodes: list[int]) -> RoundOutcome:
         outcome = RoundOutcome(seed)
-        specs = {n: msg.RoundSpec(**{**self.spec.__dict__, "seed": seed, "client": i})
+        specs = {n: msg.RoundSpec(**{**self.spec.__dict__, "seed": seed, "client": i,
+                                     "clients": len(nodes)})
                  for i, n in enumerate(nodes)}
         group = str(seed)
         replies = self._exchange(grid, [
