@@ -10,7 +10,13 @@ same run) and the largest difference between the two engines' per-client scores 
 they agree, as the same seeds promise).
 
     nice -n 10 python benchmarks/flower_scale.py [--clients 100] [--dataset adult]
-        [--split dirichlet:0.5] [--workers 2] [--out benchmarks/results]
+        [--split dirichlet:0.5] [--workers 2] [--evaluation light|full] [--out benchmarks/results]
+
+``--evaluation light`` (the default) has every client sample fewer synthetic rows (4 × its
+fold, 400 to 20,000), cross-validate with 5 and 3 folds and use the balanced class mix:
+the same scenarios at a fraction of the cost of ``full`` (SPEC §4's defaults), since what
+this benchmark measures is the engines, not the generators' quality (see
+benchmarks/federation_quality.py for that).
 """
 
 from __future__ import annotations
@@ -75,7 +81,8 @@ def _markdown(df: pd.DataFrame) -> str:
 def run_engine(engine: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
     """One engine in a child process; its wall time, peak tree memory and result file."""
     result_path = out / f"flower_scale_{engine}.json"
-    cmd = [sys.executable, __file__, "--child", engine, "--clients", str(args.clients),
+    cmd = [sys.executable, __file__, "--child", engine, "--evaluation", args.evaluation,
+           "--clients", str(args.clients),
            "--dataset", args.dataset, "--split", args.split, "--workers", str(args.workers),
            "--seed", str(args.seed), "--result", str(result_path)]
     if args.epochs:
@@ -93,12 +100,28 @@ def run_engine(engine: str, args: argparse.Namespace, out: Path) -> dict[str, An
             "result": json.loads(result_path.read_text(encoding="utf-8"))}
 
 
+#: ``--evaluation`` settings (``full``: SPEC §4's defaults).
+EVALUATION = {
+    "light": {"pool_factor": 4, "pool_min_rows": 400, "cv_folds": 5, "rpp_cv_folds": 3,
+              "class_mix": "balanced"},
+    "full": {},
+}
+
+
 def child(engine: str, args: argparse.Namespace) -> None:
-    from threedgl.federation import simulate
+    from threedgl.federation import EvaluationOptions, simulate
 
     t = time.perf_counter()
+
+    def progress(phase: str, done: int, total: int) -> None:
+        if done % 10 == 0 or done == total:
+            print(f"[{engine}] {phase} {done}/{total} at {time.perf_counter() - t:.0f} s",
+                  file=sys.stderr, flush=True)
+
     result = simulate(args.dataset, clients=args.clients, split=args.split, workers=args.workers,
-                      random_state=args.seed, epochs=args.epochs or None, engine=engine)
+                      random_state=args.seed, epochs=args.epochs or None, engine=engine,
+                      options=EvaluationOptions(**EVALUATION[args.evaluation]),
+                      progress=progress)
     data = result.to_dict()
     data["inner_seconds"] = time.perf_counter() - t
     Path(args.result).write_text(json.dumps(data, indent=1), encoding="utf-8")
@@ -113,6 +136,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=0, help="0: the model's default")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--engines", default="local,flower")
+    parser.add_argument("--evaluation", choices=sorted(EVALUATION), default="light")
     parser.add_argument("--out", default="benchmarks/results")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--result", default=None, help=argparse.SUPPRESS)
@@ -125,7 +149,8 @@ def main() -> None:
     runs = {e: run_engine(e, args, out) for e in args.engines.split(",")}
     lines = [
         f"# Scale: {args.clients} clients, {args.dataset}, split {args.split}, "
-        f"{args.workers} workers, seed {args.seed}",
+        f"{args.workers} workers, seed {args.seed}, evaluation {args.evaluation}, "
+        f"epochs {args.epochs or 'default'}",
         "",
         "| engine | wall time (s) | peak memory (MB, process tree) |",
         "|---|---:|---:|",

@@ -259,3 +259,28 @@ def test_seeds_give_std(tmp_path: Path) -> None:
         summary.loc["centralized", "accuracy_std"], 0
     )
     assert sorted(result.to_frame()["seed"].unique()) == [0, 1]
+
+
+def test_the_parts_import_no_cycle_and_no_paper() -> None:
+    """The federation package in parts: each module imports only the parts below it, and
+    nothing of the simulation side imports the paper's tables (the report takes them in)."""
+    import ast
+
+    root = Path(sim_mod.__file__).parent
+    below = {
+        "scenarios": set(), "transport": set(), "splits": set(),
+        "workers": {"scenarios"}, "plan": {"splits", "workers"}, "report": {"scenarios"},
+        "simulation": {"plan", "report", "scenarios", "splits", "transport", "workers"},
+    }
+    for name, allowed in below.items():
+        tree = ast.parse((root / f"{name}.py").read_text(encoding="utf-8"))
+        used = set()
+        for node in ast.walk(tree):  # also the imports inside functions
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                    "threedgl.federation"):
+                parts = (node.module or "").split(".")
+                used |= ({parts[2]} if len(parts) > 2 else {a.name for a in node.names})
+        assert "paper" not in used, name
+        assert used - {"flower"} <= allowed, (name, used - allowed)
+    for path in root.rglob("*.py"):
+        assert len(path.read_text(encoding="utf-8").splitlines()) <= 500, path

@@ -16,7 +16,7 @@ so the same seeds give the same folds, generators and scores wherever they run:
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -37,6 +37,15 @@ class SeedSplit:
     train: pd.DataFrame
     test: pd.DataFrame
     folds: list[pd.DataFrame]
+
+
+@dataclass
+class SeedOutcome:
+    """What the clients of one seed report, whatever engine ran them: training warnings
+    and, per client, the scores of every scenario but ``centralized`` (``evaluated[c]``)."""
+
+    warnings: list[list[str]] = field(default_factory=list)
+    evaluated: list[dict[str, dict[str, float]]] = field(default_factory=list)
 
 
 def split_for_seed(

@@ -30,7 +30,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
@@ -38,7 +38,7 @@ import numpy as np
 from threedgl.errors import ThreedglError
 from threedgl.evaluation import utility_scores
 from threedgl.federation import plan
-from threedgl.federation.plan import SeedSplit, resolve_data, split_for_seed
+from threedgl.federation.plan import SeedOutcome, SeedSplit, resolve_data, split_for_seed
 from threedgl.federation.report import SimulationResult
 from threedgl.federation.scenarios import (
     BASELINE_OF,
@@ -93,15 +93,6 @@ __all__ = [
     "select_on_own_data",
     "simulate",
 ]
-
-
-@dataclass
-class SeedOutcome:
-    """What the clients of one seed report: training warnings and, per client, the scores
-    of every scenario but ``centralized`` (``evaluated[c]``)."""
-
-    warnings: list[list[str]] = field(default_factory=list)
-    evaluated: list[dict[str, dict[str, float]]] = field(default_factory=list)
 
 
 def _run_local(

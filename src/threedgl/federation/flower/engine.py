@@ -16,19 +16,17 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 
 from threedgl.errors import ThreedglError
+from threedgl.federation.plan import SeedOutcome
 from threedgl.federation.scenarios import EvaluationOptions
 from threedgl.federation.splits import SplitSpec
 from threedgl.federation.transport import PoolServer
 from threedgl.federation.workers import GeneratorFactory, PresetFactory
 from threedgl.schema import Schema
-
-if TYPE_CHECKING:
-    from threedgl.federation.simulation import SeedOutcome
 
 #: Memory Ray may use for its object store (bytes); the apps pass only small messages.
 OBJECT_STORE_BYTES = 256 * 1024 * 1024
@@ -153,8 +151,6 @@ def run_rounds(
 def outcomes_by_seed(server_job: Any, clients: int, seeds: int) -> list[SeedOutcome]:
     """The rounds as the simulation's per-seed outcomes; every client must have been
     accepted and evaluated (else a :class:`ThreedglError` says which and why)."""
-    from threedgl.federation.simulation import SeedOutcome
-
     if len(server_job.rounds) != seeds:
         raise ThreedglError(
             f"the Flower run ended after {len(server_job.rounds)} of {seeds} round(s)"
