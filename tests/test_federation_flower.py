@@ -20,18 +20,23 @@ import pytest
 pytest.importorskip("flwr")
 pytest.importorskip("ray")
 
+from server_fixtures import ADMIN_TOKEN, ServerProcess, sqlite_server
 from threedgl import datasets
 from threedgl.artifact.format import read_artifact_bytes
 from threedgl.errors import ThreedglError
 from threedgl.federation import (
     CheckedPool,
     EvaluationOptions,
+    GlobalServerPool,
     PresetFactory,
     Refused,
     simulate,
 )
 from threedgl.federation.flower import client_app, demo, engine, server_app
 from threedgl.federation.flower import messages as msg
+from threedgl.server.client import ServerClient
+
+__all__ = ["sqlite_server"]  # the shared fixture, imported for pytest
 
 FAST = EvaluationOptions(pool_min_rows=400, pool_factor=4, cv_folds=5, rpp_cv_folds=3)
 EPSILON = 1.9  # the ServerApp, as the Global Server, accepts only private generators
@@ -48,19 +53,26 @@ def _spec(clients: int = 3, **kw: Any) -> msg.RoundSpec:
 
 
 # -- on Flower's simulation runtime --------------------------------------------------------------
-def test_same_seeds_same_scores_on_both_engines() -> None:
-    """Titanic, 3 clients, end to end on Flower; every score equals the local engine's."""
+def test_same_seeds_same_scores_on_both_engines(sqlite_server: ServerProcess) -> None:
+    """Titanic, 3 clients, end to end on Flower, the ServerApp keeping its pool on a live
+    Global Server (the transports compose); every score equals the local engine's."""
     kw: dict[str, Any] = {"clients": 3, "epochs": 1, "epsilon": EPSILON, "workers": 2,
                           "random_state": 11, "options": FAST}
     ticks: list[tuple[str, int, int]] = []
-    flower = simulate("titanic", engine="flower",
+    pool = GlobalServerPool(sqlite_server.url, ADMIN_TOKEN, prefix="flower-test")
+    flower = simulate("titanic", engine="flower", server=pool,
                       progress=lambda *a: ticks.append(a), **kw)
     local = simulate("titanic", engine="local", **kw)
     pd.testing.assert_frame_equal(flower.to_frame(), local.to_frame())
     pd.testing.assert_frame_equal(flower.summary(), local.summary())
     assert flower.config["engine"] == "flower" and local.config["engine"] == "local"
+    assert flower.config["server"] == "GlobalServerPool"
     assert ("train", 3, 3) in ticks and ("evaluate", 3, 3) in ticks
     assert "flower engine" in flower.to_markdown()
+    # the Global Server checked and stored the three generators of the one round
+    assert len(pool.federations) == 1
+    with ServerClient(sqlite_server.url, pool._tokens[0]) as me:
+        assert len(me.pool()) == 3
 
 
 @pytest.fixture(scope="module")
