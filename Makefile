@@ -5,11 +5,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.threedgl-installed
 
-.PHONY: demo test lint typecheck pytest reproduce benchmark clean
+.PHONY: demo test lint typecheck pytest reproduce benchmark flower-scale clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,flower]'
 	@touch $(STAMP)
 
 demo: $(STAMP)
@@ -31,6 +31,9 @@ reproduce: $(STAMP)
 
 benchmark: $(STAMP)
 	$(BIN)/python benchmarks/dp_training.py
+
+flower-scale: $(STAMP)
+	nice -n 10 $(BIN)/python benchmarks/flower_scale.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from threedgl import DPMarginals, GeneratorsPool, datasets
+from threedgl.cli.simulate import paper_references
 from threedgl.errors import ThreedglError
 from threedgl.federation import (
     SCENARIOS,
@@ -26,6 +27,7 @@ from threedgl.federation import (
     stratified_folds,
     tables_iv_v,
 )
+from threedgl.federation import scenarios as scen_mod
 from threedgl.federation import simulation as sim_mod
 
 FAST = EvaluationOptions(pool_min_rows=400, pool_factor=4, cv_folds=5, rpp_cv_folds=3)
@@ -66,7 +68,7 @@ def test_fold_test_never_reads_the_test_set_before_final_scoring(monkeypatch: py
     pool = GeneratorsPool(gens)
     recorded, state = _recording(test)
 
-    original = sim_mod.score_on_test
+    original = scen_mod.score_on_test
     seen: dict[str, Any] = {}
 
     def final_scoring(selection: Any, *args: Any, **kwargs: Any) -> Any:
@@ -76,15 +78,15 @@ def test_fold_test_never_reads_the_test_set_before_final_scoring(monkeypatch: py
         return original(selection, *args, **kwargs)
 
     sweeps: list[tuple[bool, str]] = []
-    original_sweep = sim_mod.size_sweep
+    original_sweep = scen_mod.size_sweep
 
     def spy_sweep(synthetic: Any, selection_df: Any, *args: Any, **kwargs: Any) -> Any:
         sweeps.append((selection_df is recorded, state["phase"]))
         return original_sweep(synthetic, selection_df, *args, **kwargs)
 
-    monkeypatch.setattr(sim_mod, "score_on_test", final_scoring)
-    monkeypatch.setattr(sim_mod, "size_sweep", spy_sweep)
-    out = sim_mod.evaluate_client(folds[0], recorded, pool, gens[0], ds.schema, ds.positive_label,
+    monkeypatch.setattr(scen_mod, "score_on_test", final_scoring)
+    monkeypatch.setattr(scen_mod, "size_sweep", spy_sweep)
+    out = scen_mod.evaluate_client(folds[0], recorded, pool, gens[0], ds.schema, ds.positive_label,
                                   FAST, random_state=7)
     assert "before" in seen, "the final scoring was never called"
     assert seen["before"] == []  # not a single access to the test set before final scoring
@@ -143,10 +145,13 @@ def test_result_shapes_and_reports(one_worker: SimulationResult, tmp_path: Path)
     gains = one_worker.gains()
     assert set(gains["scenario"]) == {"fold_fold", "fold_test", "test_test", "own_generator",
                                       "real_plus_pool", "centralized"}
-    paths = one_worker.write(tmp_path / "out")
+    assert "Beside the paper" not in one_worker.to_markdown()  # the report imports no paper
+    paths = one_worker.write(tmp_path / "out", references=paper_references("titanic"))
     assert paths["plot"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     md = paths["markdown"].read_text()
     assert "Fold-Test" in md and "Beside the paper" in md
+    assert "| V | fold_test | fold_test | 74.81 |" in md  # the paper's Table V number
+    assert paper_references("not-in-the-paper") == []
     data = json.loads(paths["json"].read_text())
     assert data["config"]["clients"] == 3 and len(data["records"]) == len(frame)
     assert len(pd.read_csv(paths["clients_csv"])) == len(frame)
@@ -254,3 +259,28 @@ def test_seeds_give_std(tmp_path: Path) -> None:
         summary.loc["centralized", "accuracy_std"], 0
     )
     assert sorted(result.to_frame()["seed"].unique()) == [0, 1]
+
+
+def test_the_parts_import_no_cycle_and_no_paper() -> None:
+    """The federation package in parts: each module imports only the parts below it, and
+    nothing of the simulation side imports the paper's tables (the report takes them in)."""
+    import ast
+
+    root = Path(sim_mod.__file__).parent
+    below = {
+        "scenarios": set(), "transport": set(), "splits": set(),
+        "workers": {"scenarios"}, "plan": {"splits", "workers"}, "report": {"scenarios"},
+        "simulation": {"plan", "report", "scenarios", "splits", "transport", "workers"},
+    }
+    for name, allowed in below.items():
+        tree = ast.parse((root / f"{name}.py").read_text(encoding="utf-8"))
+        used = set()
+        for node in ast.walk(tree):  # also the imports inside functions
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                    "threedgl.federation"):
+                parts = (node.module or "").split(".")
+                used |= ({parts[2]} if len(parts) > 2 else {a.name for a in node.names})
+        assert "paper" not in used, name
+        assert used - {"flower"} <= allowed, (name, used - allowed)
+    for path in root.rglob("*.py"):
+        assert len(path.read_text(encoding="utf-8").splitlines()) <= 500, path

@@ -7,10 +7,28 @@ import re
 import time
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from threedgl.cli._common import console, fail, frame_table, progress_bar, user_errors, warn
+
+if TYPE_CHECKING:
+    from threedgl.federation import Reference
+
+
+def paper_references(dataset: str) -> list[Reference]:
+    """The paper's Tables IV and V for ``dataset`` (empty when the paper has none), to lay
+    beside our scores in the report."""
+    from threedgl.federation import TABLE_IV, TABLE_V, Reference
+    from threedgl.federation import paper as fed_paper
+
+    out = []
+    for name, table, columns in (("IV", TABLE_IV, fed_paper.TABLE_IV_COLUMNS),
+                                 ("V", TABLE_V, fed_paper.TABLE_V_COLUMNS)):
+        if dataset in table:
+            out.append(Reference(table=name, scores=table[dataset], columns=columns))
+    return out
 
 
 def simulate(
@@ -31,6 +49,7 @@ def simulate(
     min_rows: int = typer.Option(10, "--min-rows", help="Dirichlet splits: every client gets at least this many rows."),
     server: str | None = typer.Option(None, "--server", envvar="THREEDGL_SERVER", show_default=False, help="Run through this Global Server (URL): a new federation per seed, clients publish and pull there (default: in memory)."),
     admin_token: str | None = typer.Option(None, "--admin-token", envvar="THREEDGL_ADMIN_TOKEN", show_default=False, help="The server's admin token (with --server)."),
+    engine: str = typer.Option("local", "--engine", help="local: our own process pool; flower: Flower's simulation runtime (Ray backend; pip install 'threedgl[flower]'), its ServerApp checking every generator as the Global Server does."),
 ) -> None:
     """Simulate a 3DGL federation: K clients train DP generators, pool them, and compare the
     paper's scenarios (Fold-Fold, Fold-Test, Test-Test) and more baselines with local-only data."""
@@ -54,6 +73,16 @@ def simulate(
             fail(f"--class-mix must be select, balanced or released, got '{class_mix}'")
         if generator not in ("ddp-betavae", "dp-marginals"):
             fail(f"--generator must be 'ddp-betavae' or 'dp-marginals', got '{generator}'")
+        if engine not in ("local", "flower"):
+            fail(f"--engine must be 'local' or 'flower', got '{engine}'")
+        if engine == "flower":
+            from threedgl.federation.flower import flower_missing
+
+            missing = flower_missing()
+            if missing:
+                fail(missing)
+            if math.isinf(epsilon):
+                fail("--engine flower needs a finite --epsilon: its ServerApp accepts only private generators, as the Global Server does")
         kwargs: dict = {}
         if dataset in NAMES:
             data: object = dataset
@@ -98,9 +127,10 @@ def simulate(
                 data, clients=clients, split=spec, epsilon=epsilon, delta=delta, epochs=epochs,
                 seeds=seeds, workers=workers, random_state=seed, progress=progress,
                 min_rows=min_rows, server=pool_server, mode="paper" if paper else "anchored",
-                generator=generator, options=EvaluationOptions(class_mix=class_mix), **kwargs,
+                generator=generator, options=EvaluationOptions(class_mix=class_mix),
+                engine=engine, **kwargs,
             )
-        paths = result.write(out_dir)
+        paths = result.write(out_dir, references=paper_references(result.dataset))
     elapsed = time.perf_counter() - started
     per_client = result.per_client()
     per_client = per_client[["client", "scenario", "accuracy", "f1", "auc", "synthetic_rows", "client_rows"]]
@@ -114,7 +144,7 @@ def simulate(
     console.print(frame_table(
         summary[cols],
         title=f"{result.dataset}: averages over {clients} clients, split {spec}, ε = {eps_text}, "
-              f"{seeds} seed(s) (gains in points over local-only data)",
+              f"{seeds} seed(s), {engine} engine (gains in points over local-only data)",
     ))
     for w in result.warnings[:5]:
         warn(w)

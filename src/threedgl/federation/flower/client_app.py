@@ -1,0 +1,164 @@
+"""The 3DGL ClientApp: a client trains its generator on its own data, sends the ``.3dgl``
+bytes, and, if its generator was accepted, samples the pool and reports its scores.
+
+Where a client's data comes from:
+
+* **a deployment** (a SuperNode started with ``--node-config "data-path='own.csv'"``): its
+  own table, validated against the federation's schema from the ``train`` message; the
+  test rows come from ``test-path`` when given (the external data), else ``test_size`` of
+  its own rows are held out (stratified). Its training seed is fresh randomness unless
+  the node config sets ``seed`` — the server never knows the noise of a real client;
+* **a simulation** (Flower's simulation runtime sets ``partition-id``): the table named in
+  the round (a bundled dataset or a Parquet file), split exactly as the local engine
+  splits it (:func:`threedgl.federation.plan.split_for_seed`); client = partition id.
+
+Training and evaluation are the local engine's own functions
+(:func:`~threedgl.federation.workers.train_client`,
+:func:`~threedgl.federation.workers.evaluate_artifacts`).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from flwr.app import Context, Message
+from flwr.clientapp import ClientApp
+
+from threedgl.errors import ThreedglError
+from threedgl.federation import plan
+from threedgl.federation.flower import messages as msg
+from threedgl.federation.scenarios import EvaluationOptions
+from threedgl.federation.splits import parse_split
+from threedgl.federation.workers import (
+    PresetFactory,
+    derive_seed,
+    evaluate_artifacts,
+    train_client,
+)
+from threedgl.schema import Schema
+
+log = logging.getLogger("threedgl.flower")
+
+#: Node config keys a SuperNode may set.
+DATA_PATH, TEST_PATH, CLIENT, SEED = "data-path", "test-path", "client", "seed"
+PARTITION_ID = "partition-id"
+
+
+@dataclass(frozen=True)
+class ClientData:
+    client: int
+    fold: pd.DataFrame
+    test: pd.DataFrame
+    schema: Schema
+    deployed: bool
+
+
+_SPLITS: dict[str, plan.SeedSplit] = {}  # this process's last simulated split (one entry)
+
+
+def _read(path: str, schema: Schema, what: str) -> pd.DataFrame:
+    from threedgl.schema import read_table
+
+    p = Path(path)
+    if not p.is_file():
+        raise ThreedglError(f"the node config's {what} {path!r} is not a file")
+    return schema.validate(read_table(p), require_target=True, nan_policy="error",
+                           extra_columns="error")
+
+
+def client_data(spec: msg.RoundSpec, node_config: dict[str, Any]) -> ClientData:
+    """This client's fold and test rows for the round ``spec`` (see the module docstring)."""
+    schema = Schema.from_dict(spec.schema)
+    target = schema.target
+    if target is None:
+        raise ThreedglError("the federation's schema has no class column")
+    if DATA_PATH in node_config:
+        own = _read(str(node_config[DATA_PATH]), schema, DATA_PATH)
+        client = int(node_config.get(CLIENT, spec.client))
+        if TEST_PATH in node_config:
+            return ClientData(client, own, _read(str(node_config[TEST_PATH]), schema, TEST_PATH),
+                              schema, True)
+        from sklearn.model_selection import train_test_split
+
+        fold, test = train_test_split(
+            own, test_size=spec.test_size, stratify=own[target].astype(str),
+            random_state=derive_seed(spec.random_state, spec.seed, plan.SPLIT, client),
+        )
+        return ClientData(client, fold, test, schema, True)
+    if PARTITION_ID not in node_config:
+        raise ThreedglError(
+            f"this SuperNode has no data: start it with --node-config \"{DATA_PATH}='...'\""
+        )
+    if spec.data is None:
+        raise ThreedglError("a simulated client needs the round's 'data' (dataset or path)")
+    client = int(node_config[PARTITION_ID])
+    key = msg.RoundSpec(**{**spec.__dict__, "client": 0, "factory": {}, "options": {}}).to_json()
+    split = _SPLITS.get(key)
+    if split is None:
+        if "dataset" in spec.data:
+            _, frame, _, _, _ = plan.resolve_data(spec.data["dataset"], None, schema,
+                                                  spec.positive_label, None)
+        else:
+            frame = schema.validate(pd.read_parquet(spec.data["path"]), require_target=True,
+                                    nan_policy="error", extra_columns="error")
+        split = plan.split_for_seed(frame, schema, spec.clients, parse_split(spec.split),
+                                    spec.random_state, spec.seed, test_size=spec.test_size,
+                                    min_rows=spec.min_rows)
+        _SPLITS.clear()
+        _SPLITS[key] = split
+    if not 0 <= client < len(split.folds):
+        raise ThreedglError(f"partition {client} is outside the {len(split.folds)} client folds")
+    return ClientData(client, split.folds[client], split.test, schema, False)
+
+
+def _factory(spec: msg.RoundSpec) -> PresetFactory:
+    try:
+        return PresetFactory(**spec.factory)
+    except TypeError as exc:
+        raise msg.MessageError(f"the round's 'factory' is not a PresetFactory: {exc}") from None
+
+
+def _train_seed(spec: msg.RoundSpec, data: ClientData, node_config: dict[str, Any]) -> int:
+    if not data.deployed:
+        return derive_seed(spec.random_state, spec.seed, plan.TRAIN, data.client)
+    if SEED in node_config:
+        return int(node_config[SEED])
+    return secrets.randbits(32)
+
+
+def train(message: Message, context: Context) -> Message:
+    """Train this client's generator on its own data; reply with its ``.3dgl`` bytes."""
+    spec = msg.read_round(message.content)
+    data = client_data(spec, dict(context.node_config))
+    artifact, warns = train_client(data.fold, data.schema, _factory(spec), data.client,
+                                   _train_seed(spec, data, dict(context.node_config)))
+    return Message(msg.train_reply(data.client, artifact, warns), reply_to=message)
+
+
+def evaluate(message: Message, context: Context) -> Message:
+    """Sample the pool and score the scenarios, or log why this client got no pool."""
+    request = msg.read_evaluate_request(message.content)
+    spec = request.spec
+    data = client_data(spec, dict(context.node_config))
+    if request.pool is None:
+        log.warning("3DGL: the server refused this client's generator: %s", request.refused)
+        return Message(msg.refused_reply(data.client), reply_to=message)
+    if data.client not in request.pool_clients:
+        raise msg.MessageError(f"the pool does not hold client {data.client}'s own generator")
+    own = request.pool[request.pool_clients.index(data.client)]
+    options = EvaluationOptions(**spec.options).check()
+    scores = evaluate_artifacts(
+        data.fold, data.test, data.schema, spec.positive_label, request.pool, own, options,
+        derive_seed(spec.random_state, spec.seed, plan.EVAL, data.client),
+    )
+    return Message(msg.scores_reply(data.client, scores), reply_to=message)
+
+
+app = ClientApp()
+app.train()(train)
+app.evaluate()(evaluate)

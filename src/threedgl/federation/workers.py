@@ -1,0 +1,234 @@
+"""Workers: the two jobs of a 3DGL client, train and evaluate, as plain functions.
+
+:func:`train_client` fits the client's generator on its fold and returns the ``.3dgl``
+bytes it publishes; :func:`evaluate_artifacts` rebuilds the pool from the artifacts it
+received and runs the scenarios (:mod:`threedgl.federation.scenarios`). Both run with one
+torch and one BLAS thread, so results do not depend on where they run: in this process,
+in the local engine's process pool (:func:`run_all`), or inside a Flower ClientApp.
+
+**Reproducibility.** Every random choice is seeded from ``(random_state, seed index,
+purpose[, client index])`` with :class:`numpy.random.SeedSequence` (:func:`derive_seed`);
+there is no shared RNG.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+import tempfile
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import pandas as pd
+
+from threedgl.errors import ThreedglError
+from threedgl.federation.scenarios import EvaluationOptions, evaluate_client
+from threedgl.model.base import BaseGenerator
+from threedgl.schema import Schema
+
+GeneratorFactory = Callable[[int, int], BaseGenerator]
+"""``factory(client_index, random_state) -> unfitted generator``; must be picklable (a
+module-level function, a :func:`functools.partial` or an instance of a module-level
+class) when ``workers > 1``."""
+
+
+def derive_seed(random_state: int, *path: int) -> int:
+    """A 32-bit seed for ``path`` (seed index, purpose, client...) under ``random_state``."""
+    return int(np.random.SeedSequence(random_state, spawn_key=tuple(path)).generate_state(1)[0])
+
+
+@dataclass(frozen=True)
+class PresetFactory:
+    """The default generator factory, with privacy ``epsilon``, ``delta`` and ``epochs``.
+
+    ``mode="anchored"``: DDP-βVAE's default (settings chosen from each client's schema and
+    noisy class sizes); ``mode="paper"``: the paper's model with the Table I architecture
+    for ``preset`` (default architecture when ``None``); ``generator="dp-marginals"``: the
+    DP independent-marginals baseline.
+    """
+
+    preset: str | None = None
+    epsilon: float = 1.9
+    delta: float = 1e-4
+    epochs: int | None = None
+    mode: str = "anchored"
+    generator: str = "ddp-betavae"
+
+    def __call__(self, client: int, random_state: int) -> BaseGenerator:
+        from threedgl.model.ddp_betavae import DDPBetaVAE
+        from threedgl.model.marginals import DPMarginals
+
+        if self.generator == "dp-marginals":
+            return DPMarginals(epsilon=self.epsilon, delta=self.delta, random_state=random_state)
+        if self.generator != "ddp-betavae":
+            raise ThreedglError(
+                f"generator must be 'ddp-betavae' or 'dp-marginals', got {self.generator!r}"
+            )
+        params: dict[str, Any] = {
+            "epsilon": self.epsilon,
+            "delta": self.delta,
+            "random_state": random_state,
+            "mode": self.mode,
+        }
+        if self.epochs is not None:
+            params["epochs"] = self.epochs
+        if self.preset is not None and self.mode == "paper":
+            return DDPBetaVAE.from_preset(self.preset, **params)
+        return DDPBetaVAE(**params)
+
+
+# -- tasks of the local engine (picklable: they cross to worker processes) ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TrainTask:
+    client: int
+    fold: pd.DataFrame
+    schema: Schema
+    factory: GeneratorFactory
+    random_state: int
+
+
+@dataclass(frozen=True)
+class EvalTask:
+    client: int
+    fold: pd.DataFrame
+    test: pd.DataFrame
+    schema: Schema
+    positive_label: Any
+    artifacts: tuple[bytes, ...]
+    own: bytes
+    options: EvaluationOptions
+    random_state: int
+
+
+@contextmanager
+def single_thread() -> Iterator[None]:
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(limits=1):
+            yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def init_worker() -> None:
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(1)
+    threadpool_limits(limits=1)
+
+
+def _artifact_bytes(gen: BaseGenerator) -> bytes:
+    with tempfile.TemporaryDirectory(prefix="threedgl-sim-") as tmp:
+        path = Path(tmp) / "generator.3dgl"
+        gen.save(path)
+        return path.read_bytes()
+
+
+def train_client(
+    fold: pd.DataFrame, schema: Schema, factory: GeneratorFactory, client: int, random_state: int
+) -> tuple[bytes, list[str]]:
+    """Fit client ``client``'s generator on its ``fold``; its ``.3dgl`` bytes and the
+    distinct warnings training raised."""
+    with single_thread(), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        gen = factory(client, random_state)
+        if not isinstance(gen, BaseGenerator):
+            raise ThreedglError(
+                f"the generator factory returned {type(gen).__name__}, not a threedgl generator"
+            )
+        gen.fit(fold, target=schema.target, schema=schema)
+        data = _artifact_bytes(gen)
+    messages = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+    return data, list(dict.fromkeys(messages))
+
+
+def evaluate_artifacts(
+    fold: pd.DataFrame,
+    test: pd.DataFrame,
+    schema: Schema,
+    positive_label: Any,
+    pool: Sequence[bytes],
+    own: bytes,
+    options: EvaluationOptions,
+    random_state: int,
+) -> dict[str, dict[str, float]]:
+    """The scenarios of one client (:func:`~threedgl.federation.scenarios.evaluate_client`)
+    from the pool's artifacts and its own artifact, as received (``.3dgl`` bytes)."""
+    from threedgl.model.registry import load_generator_bytes
+    from threedgl.pool import GeneratorsPool
+
+    with single_thread(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        generators = GeneratorsPool(load_generator_bytes(a) for a in pool)
+        own_generator = load_generator_bytes(own)
+        return evaluate_client(
+            fold, test, generators, own_generator, schema, positive_label, options, random_state
+        )
+
+
+def run_train(task: TrainTask) -> tuple[bytes, list[str]]:
+    return train_client(task.fold, task.schema, task.factory, task.client, task.random_state)
+
+
+def run_eval(task: EvalTask) -> dict[str, dict[str, float]]:
+    return evaluate_artifacts(task.fold, task.test, task.schema, task.positive_label,
+                              task.artifacts, task.own, task.options, task.random_state)
+
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def run_all(
+    fn: Callable[[T], R],
+    tasks: Sequence[T],
+    executor: Executor | None,
+    on_done: Callable[[], None],
+) -> list[R]:
+    if executor is None:
+        results = []
+        for t in tasks:
+            results.append(fn(t))
+            on_done()
+        return results
+    futures: list[Future[R]] = [executor.submit(fn, t) for t in tasks]
+    for fut in futures:
+        fut.add_done_callback(lambda _f: on_done())
+    return [f.result() for f in futures]
+
+
+def mp_context() -> Any:
+    if sys.platform.startswith("linux") and "forkserver" in multiprocessing.get_all_start_methods():
+        ctx = multiprocessing.get_context("forkserver")
+        # Workers fork from a fresh server process that imported this module once.
+        ctx.set_forkserver_preload(["threedgl.federation.workers"])
+        return ctx
+    return multiprocessing.get_context("spawn")
+
+
+def default_workers() -> int:
+    """min(2, number of usable cores)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(2, cores))
+
+
+def make_executor(workers: int) -> Executor | None:
+    """The local engine's pool of ``workers`` processes (``None``: run in this process)."""
+    if workers <= 1:
+        return None
+    return ProcessPoolExecutor(max_workers=workers, mp_context=mp_context(), initializer=init_worker)

@@ -1,0 +1,32 @@
+"""A ClientApp whose partition 1 tampers with its generator after training (for the tests).
+
+It runs the real ClientApp's handlers; only the bytes partition 1 sends change: one byte
+of the ``.3dgl`` file is flipped and the message's sha256 recomputed, so the transport is
+intact and only the Global Server's validation can tell. Importable by Ray's workers (the
+tests folder is on the driver's path, which Flower hands to them).
+"""
+
+from __future__ import annotations
+
+from flwr.app import Context, Message
+from flwr.clientapp import ClientApp
+
+from threedgl.federation.flower import client_app as real
+from threedgl.federation.flower import messages as msg
+
+TAMPERED = 1
+
+
+def train(message: Message, context: Context) -> Message:
+    reply = real.train(message, context)
+    if int(context.node_config["partition-id"]) != TAMPERED:
+        return reply
+    got = msg.read_train_reply(reply.content)
+    bad = bytearray(got.artifact)
+    bad[-1] ^= 0xFF
+    return Message(msg.train_reply(got.client, bytes(bad), got.warnings), reply_to=message)
+
+
+app = ClientApp()
+app.train()(train)
+app.evaluate()(real.evaluate)

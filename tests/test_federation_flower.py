@@ -1,0 +1,307 @@
+"""3DGL on Flower: the apps on Flower's simulation runtime (Ray), engine equivalence, the
+ServerApp refusing a tampered artifact, what travels in the messages (no pickle), and the
+ClientApp's data for a deployment.
+
+Two Flower runs (each starts and stops Ray: ~12 s on 2 cores), Titanic, 3 clients, one
+training epoch, small evaluation settings.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+pytest.importorskip("flwr")
+pytest.importorskip("ray")
+
+from server_fixtures import ADMIN_TOKEN, ServerProcess, sqlite_server
+from threedgl import datasets
+from threedgl.artifact.format import read_artifact_bytes
+from threedgl.errors import ThreedglError
+from threedgl.federation import (
+    CheckedPool,
+    EvaluationOptions,
+    GlobalServerPool,
+    PresetFactory,
+    Refused,
+    simulate,
+)
+from threedgl.federation.flower import client_app, demo, engine, server_app
+from threedgl.federation.flower import messages as msg
+from threedgl.server.client import ServerClient
+
+__all__ = ["sqlite_server"]  # the shared fixture, imported for pytest
+
+FAST = EvaluationOptions(pool_min_rows=400, pool_factor=4, cv_folds=5, rpp_cv_folds=3)
+EPSILON = 1.9  # the ServerApp, as the Global Server, accepts only private generators
+
+
+def _spec(clients: int = 3, **kw: Any) -> msg.RoundSpec:
+    ds = datasets.load("titanic")
+    factory = PresetFactory(None, EPSILON, 1e-4, 1)
+    return msg.RoundSpec(
+        seed=0, random_state=11, clients=clients, schema=ds.schema.to_dict(),
+        factory=factory.__dict__, options=FAST.__dict__, positive_label=ds.positive_label,
+        data={"dataset": "titanic"}, **kw,
+    )
+
+
+# -- on Flower's simulation runtime --------------------------------------------------------------
+def test_same_seeds_same_scores_on_both_engines(sqlite_server: ServerProcess) -> None:
+    """Titanic, 3 clients, end to end on Flower, the ServerApp keeping its pool on a live
+    Global Server (the transports compose); every score equals the local engine's."""
+    kw: dict[str, Any] = {"clients": 3, "epochs": 1, "epsilon": EPSILON, "workers": 2,
+                          "random_state": 11, "options": FAST}
+    ticks: list[tuple[str, int, int]] = []
+    pool = GlobalServerPool(sqlite_server.url, ADMIN_TOKEN, prefix="flower-test")
+    flower = simulate("titanic", engine="flower", server=pool,
+                      progress=lambda *a: ticks.append(a), **kw)
+    local = simulate("titanic", engine="local", **kw)
+    pd.testing.assert_frame_equal(flower.to_frame(), local.to_frame())
+    pd.testing.assert_frame_equal(flower.summary(), local.summary())
+    assert flower.config["engine"] == "flower" and local.config["engine"] == "local"
+    assert flower.config["server"] == "GlobalServerPool"
+    assert ("train", 3, 3) in ticks and ("evaluate", 3, 3) in ticks
+    assert "flower engine" in flower.to_markdown()
+    # the Global Server checked and stored the three generators of the one round
+    assert len(pool.federations) == 1
+    with ServerClient(sqlite_server.url, pool._tokens[0]) as me:
+        assert len(me.pool()) == 3
+
+
+@pytest.fixture(scope="module")
+def tampered_run() -> Any:
+    """One round where client 1's artifact is tampered with after training."""
+    import flower_tamper
+
+    return engine.run_rounds(_spec(), seeds=1, max_epsilon=EPSILON, max_delta=1e-4, workers=2,
+                             client_app=flower_tamper.app)
+
+
+def _node_messages(job: Any, node: int, kind: str) -> list[Any]:
+    return [m for m in job.sent
+            if m.metadata.dst_node_id == node and m.metadata.message_type == kind]
+
+
+def test_tampered_artifact_is_refused_and_gets_no_pool(tampered_run: Any) -> None:
+    (outcome,) = tampered_run.rounds
+    assert outcome.failures == []
+    assert sorted(outcome.clients) == [0, 1, 2]
+    bad = outcome.clients[1]
+    assert bad.refused is not None and "sha256" in bad.refused  # the weights' hash
+    assert bad.scores is None
+    # the refused client was told why, and got no pool
+    (told,) = _node_messages(tampered_run, bad.node_id, msg.EVALUATE)
+    request = msg.read_evaluate_request(told.content)
+    assert request.pool is None and request.refused == bad.refused
+    assert "pool" not in told.content[msg.RECORD]
+    # the others got the pool of accepted generators only, and scored every scenario
+    for c in (0, 2):
+        co = outcome.clients[c]
+        assert co.refused is None
+        (sent,) = _node_messages(tampered_run, co.node_id, msg.EVALUATE)
+        request = msg.read_evaluate_request(sent.content)
+        assert request.pool_clients == [0, 2] and request.pool is not None
+        assert co.scores is not None and set(co.scores) == set(msg.CLIENT_SCENARIOS)
+        assert all(0.0 <= co.scores[s]["accuracy"] <= 1.0 for s in co.scores)
+    replies = [msg.read_scores_reply(r.content) for r in tampered_run.received
+               if r.metadata.message_type == msg.EVALUATE]
+    assert sorted((r.client, r.status) for r in replies) == [
+        (0, "evaluated"), (1, "refused"), (2, "evaluated")]
+    # the simulation's view: a refused client is an error that names it and why
+    with pytest.raises(ThreedglError, match="client 1's generator was refused"):
+        engine.outcomes_by_seed(tampered_run, 3, 1)
+
+
+def test_no_pickle_in_the_message_path(tampered_run: Any) -> None:
+    """Every record sent and received holds bytes (.3dgl files), JSON text and numbers."""
+    from flwr.app import ConfigRecord, MetricRecord
+
+    messages = [*tampered_run.sent, *tampered_run.received]
+    assert len(messages) == 12  # 3 train, 3 train replies, 3 evaluate, 3 replies
+    artifacts = 0
+    for m in messages:
+        msg.check_plain(m.content)
+        for name, record in m.content.items():
+            assert isinstance(record, (ConfigRecord, MetricRecord)), name
+            for key, value in record.items():
+                for v in value if isinstance(value, list) else [value]:
+                    assert isinstance(v, (bytes, str, int, float)), (name, key)
+                    if isinstance(v, bytes):
+                        assert not v.startswith(b"\x80"), "a pickle stream"
+                        artifacts += 1
+                        if key == "pool":  # what the server forwards passed its checks
+                            assert read_artifact_bytes(v).manifest["generator"]
+                    if key in ("round", "warnings", "pool-clients"):
+                        json.loads(v)
+    assert artifacts == 3 + 2 + 2  # the 3 trained, then a pool of 2 to each of 2 clients
+    # nothing in threedgl.federation imports pickle (or a pickle-based serializer)
+    root = Path(msg.__file__).parents[1]
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            assert not {"pickle", "cloudpickle", "dill", "joblib"} & {
+                n.split(".")[0] for n in names}, path
+
+
+def test_check_plain_refuses_other_records() -> None:
+    import numpy as np
+    from flwr.app import Array, ArrayRecord, RecordDict
+
+    content = RecordDict({msg.RECORD: ArrayRecord({"w": Array(np.zeros(2, dtype=np.float32))})})
+    with pytest.raises(msg.MessageError, match="only config and metric records"):
+        msg.check_plain(content)
+    with pytest.raises(msg.MessageError, match="no 'round'"):
+        msg.read_round(RecordDict({msg.RECORD: msg._config(other="x")}))
+
+
+# -- the parts, without Ray ----------------------------------------------------------------------
+def test_round_spec_travels_as_json() -> None:
+    spec = _spec(extra={"note": "x"})
+    assert msg.RoundSpec.from_json(spec.to_json()) == spec
+    assert msg.read_round(msg.train_request(spec)) == spec
+    with pytest.raises(msg.MessageError, match="unknown keys"):
+        msg.RoundSpec.from_json(json.dumps({**json.loads(spec.to_json()), "pickle": 1}))
+    with pytest.raises(msg.MessageError, match="not JSON"):
+        msg.RoundSpec.from_json("{")
+
+
+def test_replies_round_trip_and_sha256_is_checked() -> None:
+    reply = msg.read_train_reply(msg.train_reply(2, b"abc", ["w"]))
+    assert (reply.client, reply.artifact, reply.warnings) == (2, b"abc", ["w"])
+    content = msg.train_reply(2, b"abc", [])
+    content[msg.RECORD]["artifact"] = b"abd"
+    with pytest.raises(msg.MessageError, match="does not match its sha256"):
+        msg.read_train_reply(content)
+    scores = {s: {"accuracy": 0.5, "f1": 0.25, "auc": math.nan, "synthetic_rows": 7}
+              for s in msg.CLIENT_SCENARIOS}
+    back = msg.read_scores_reply(msg.scores_reply(1, scores))
+    assert back.client == 1 and back.scores is not None
+    assert back.scores["fold_test"]["f1"] == 0.25 and math.isnan(back.scores["fold_test"]["auc"])
+    assert msg.read_scores_reply(msg.refused_reply(4)).status == "refused"
+
+
+def test_checked_pool_uses_the_global_server_validation(titanic_file: Path, titanic: Any) -> None:
+    good = titanic_file.read_bytes()
+    pool = CheckedPool()
+    pool.open(titanic.schema, 2, max_epsilon=100.0, max_delta=1e-3)
+    pool.publish(0, good)
+    bad = bytearray(good)
+    bad[-1] ^= 1
+    with pytest.raises(Refused) as refused:
+        pool.publish(1, bytes(bad))
+    assert "sha256" in refused.value.reason
+    assert pool.pull(0) == [good]
+    with pytest.raises(Refused, match="no pool without an accepted generator"):
+        pool.pull(1)
+    strict = CheckedPool()
+    strict.open(titanic.schema, 1, max_epsilon=0.01, max_delta=1e-3)
+    with pytest.raises(Refused, match="max_epsilon"):
+        strict.publish(0, good)
+    other = titanic.schema.to_dict()
+    other["columns"] = other["columns"][1:]
+    from threedgl.schema import Schema
+
+    wrong = CheckedPool()
+    wrong.open(Schema.from_dict(other), 1, max_epsilon=100.0, max_delta=1e-3)
+    with pytest.raises(Refused, match="schema differs"):
+        wrong.publish(0, good)
+    with pytest.raises(ThreedglError, match="finite"):
+        CheckedPool().open(titanic.schema, 1, max_epsilon=math.inf, max_delta=1e-3)
+
+
+def test_client_data_simulated_is_the_local_split() -> None:
+    from threedgl.federation.plan import split_for_seed
+    from threedgl.federation.splits import parse_split
+
+    spec = _spec()
+    ds = datasets.load("titanic")
+    want = split_for_seed(ds.frame, ds.schema, 3, parse_split("stratified"), 11, 0,
+                          test_size=0.1, min_rows=10)
+    got = client_app.client_data(spec, {"partition-id": 2, "num-partitions": 3})
+    assert got.client == 2 and not got.deployed
+    pd.testing.assert_frame_equal(got.fold, want.folds[2])
+    pd.testing.assert_frame_equal(got.test, want.test)
+    with pytest.raises(ThreedglError, match="no data"):
+        client_app.client_data(spec, {})
+
+
+def test_client_data_deployed_reads_its_own_csv(tmp_path: Path) -> None:
+    paths = demo.write_demo(tmp_path, "titanic", 3, "stratified", 0)
+    assert [p.name for p in paths] == ["client-0.csv", "client-1.csv", "client-2.csv",
+                                       "test.csv", "schema.json"]
+    spec = _spec()
+    own = {"data-path": str(paths[1]), "test-path": str(paths[3])}
+    got = client_app.client_data(spec, own)
+    assert got.deployed and got.client == spec.client
+    assert len(got.fold) == len(pd.read_csv(paths[1])) and len(got.test) == len(pd.read_csv(paths[3]))
+    held = client_app.client_data(spec, {"data-path": str(paths[1]), "client": 5})
+    assert held.client == 5 and len(held.fold) + len(held.test) == len(got.fold)
+    # a deployed client's noise seed is its own, never derived from the server's numbers
+    seeds = {client_app._train_seed(spec, got, {}) for _ in range(4)}
+    assert len(seeds) == 4
+    assert client_app._train_seed(spec, got, {"seed": 3}) == 3
+    with pytest.raises(ThreedglError, match="is not a file"):
+        client_app.client_data(spec, {"data-path": str(tmp_path / "missing.csv")})
+
+
+def test_server_app_reads_the_run_config(tmp_path: Path) -> None:
+    spec, settings = server_app.spec_from_run_config(
+        {"dataset": "titanic", "clients": 4, "seeds": 2, "epsilon": 3.0, "epochs": 0,
+         "class-mix": "balanced", "out": str(tmp_path)})
+    assert spec.clients == 4 and spec.data == {"dataset": "titanic"}
+    assert spec.factory["epsilon"] == 3.0 and spec.factory["epochs"] is None
+    assert spec.options["class_mix"] == "balanced"
+    assert settings["seeds"] == 2 and settings["max_epsilon"] == 3.0
+    schema_path = demo.write_demo(tmp_path, "titanic", 2, "stratified", 0)[-1]
+    spec2, _ = server_app.spec_from_run_config(
+        {"schema-path": str(schema_path), "positive-label": "1"})
+    assert spec2.data is None and str(spec2.positive_label) == "1"
+    with pytest.raises(ThreedglError, match="positive-label"):
+        server_app.spec_from_run_config({"schema-path": str(schema_path)})
+
+
+def test_flower_engine_refuses_what_cannot_travel() -> None:
+    with pytest.raises(ThreedglError, match="finite"):
+        simulate("titanic", clients=2, epsilon=math.inf, engine="flower")
+    with pytest.raises(ThreedglError, match="PresetFactory"):
+        simulate("titanic", clients=2, engine="flower",
+                 generator_factory=lambda c, rs: PresetFactory()(c, rs))
+    with pytest.raises(ThreedglError, match="engine must be one of"):
+        simulate("titanic", clients=2, engine="spark")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["simulate", "titanic", "--engine", "spark"], "--engine must be 'local' or 'flower'"),
+        (["simulate", "titanic", "--engine", "flower", "--epsilon", "inf"], "finite --epsilon"),
+    ],
+)
+def test_cli_engine_bad_input_one_line_exit_2(
+    capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    from threedgl.cli.main import app
+
+    with pytest.raises(SystemExit) as exc:
+        app(args, prog_name="3dgl")
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_cli_help_names_the_engines() -> None:
+    from typer.testing import CliRunner
+
+    from threedgl.cli.main import app
+
+    out = CliRunner().invoke(app, ["simulate", "--help"], terminal_width=200)
+    assert out.exit_code == 0 and "--engine" in out.output and "flower" in out.output
