@@ -62,7 +62,7 @@ def request(stats: Stats, url: str, token: str, method: str, route: str, **kw: A
     delay = 0.2
     while True:
         try:
-            with httpx.Client(base_url=url() + "/api/v1", timeout=120,
+            with httpx.Client(base_url=url() + "/api/v1", timeout=600,
                               headers={"Authorization": f"Bearer {token}"}) as http:
                 r = http.request(method, route, **kw)
             stats.code(str(r.status_code))
@@ -138,14 +138,19 @@ def run(db: str, clients: int, kills: int, downloads: int, seed: int) -> dict[st
                     errors = [str(e) for f in futures if (e := f.exception()) is not None]
                 kt.join()
                 wall = time.perf_counter() - start
-                with server.admin() as http:
-                    info = http.get(f"/federations/{fed}").json()
+                drained = time.perf_counter()
+                info = request(stats, url, sf.ADMIN_TOKEN, "GET", f"/federations/{fed}").json()
+                drain_s = time.perf_counter() - drained
                 versions = {c["name"]: c["versions"] for c in info["clients"]}
                 with server.http(tokens[names[0]]) as http:
                     pool_now = {g["client"]: g["sha256"]
                                 for g in http.get("/pool").json()["generators"]}
             finally:
                 server.stop()
+                keep = Path(tempfile.gettempdir()) / "threedgl-server-load-logs"
+                keep.mkdir(exist_ok=True)
+                for log in tmp.glob("server-*.log"):
+                    (keep / f"{db}-{log.name}").write_bytes(log.read_bytes())
     lost = sum(1 for n, sha in stats.acknowledged.items() if pool_now.get(n) != sha)
     expected = {n: hashlib.sha256(files[n]).hexdigest() for n in names}
     wrong = sum(1 for n, sha in stats.acknowledged.items() if sha != expected[n])
@@ -160,6 +165,7 @@ def run(db: str, clients: int, kills: int, downloads: int, seed: int) -> dict[st
         "killed_at_s": [round(k, 1) for k in killed],
         "wall_s": round(wall, 1),
         "register_s": round(register_s, 1),
+        "admin_read_after_s": round(drain_s, 1),
         "acknowledged": len(stats.acknowledged),
         "lost": lost,
         "acknowledged_wrong_sha": wrong,

@@ -25,6 +25,7 @@ The Rényi divergences are Opacus's (``opacus.accountants.analysis.rdp``).
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Iterable, Mapping
@@ -359,6 +360,9 @@ class PrivacyRecord:
         :data:`MAX_PRV_STEPS` for the PRV accountant). A result that is not a number ≥ 0
         (a numerical failure of the accountant) raises :class:`PrivacyError`.
         """
+        return _recompute(self)
+
+    def _recompute_uncached(self) -> float:
         try:
             if self.rdp_order is None:
                 eps = compute_epsilon(self.noise_multiplier, self.sample_rate, self.steps,
@@ -399,6 +403,12 @@ class PrivacyRecord:
         return recomputed
 
 
+
+
+@functools.lru_cache(maxsize=4096)
+def _recompute(record: PrivacyRecord) -> float:
+    """Records are immutable: the loader and the server's check share one computation."""
+    return record._recompute_uncached()
 
 
 def compose_epsilon(

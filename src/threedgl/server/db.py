@@ -26,6 +26,11 @@ class DatabaseError(ThreedglError):
     """The database cannot be used by this server (unreachable, unknown version)."""
 
 
+#: Connections per server process: at least the worker threads (anyio's 40), so a thread
+#: never waits for a connection (each holds at most one, released before any thread hop).
+POOL_SIZE, POOL_OVERFLOW = 10, 40
+
+
 def make_engine(url: str) -> Engine:
     """An engine for ``url``. SQLite gets WAL, a busy timeout and serialised writers."""
     parsed = make_url(url)
@@ -33,13 +38,14 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(
             url,
             connect_args={"check_same_thread": False, "timeout": 60},
-            pool_size=8,
-            max_overflow=24,
+            pool_size=POOL_SIZE,
+            max_overflow=POOL_OVERFLOW,
             pool_timeout=60,
         )
         _configure_sqlite(engine)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=24, pool_timeout=60)
+    return create_engine(url, pool_pre_ping=True, pool_size=POOL_SIZE,
+                         max_overflow=POOL_OVERFLOW, pool_timeout=60)
 
 
 #: Execution option of a connection whose transaction will write (see :func:`writing`).

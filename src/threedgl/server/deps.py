@@ -7,7 +7,7 @@ matches nobody is compared against a dummy hash, so both cases cost the same.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
@@ -34,10 +34,21 @@ def get_settings(request: Request) -> Settings:
     return settings
 
 
-def get_session(request: Request) -> Iterator[Session]:
+async def get_session(request: Request) -> AsyncIterator[Session]:
+    """A session per request, closed in the event loop when the request is done.
+
+    Closing returns the connection to the pool (a rollback, microseconds on SQLite and on
+    a local PostgreSQL). Done here rather than in a worker thread, a finished request
+    never holds a connection while it waits for a thread: under load (200 clients) that
+    wait used to exhaust the pool for 60 s (answers 500). Routes and dependencies end
+    their read transactions before handing over to another thread.
+    """
     maker: sessionmaker[Session] = request.app.state.sessionmaker
-    with maker() as session:
+    session = maker()
+    try:
         yield session
+    finally:
+        session.close()
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -267,22 +267,21 @@ async def upload_generator(
 def list_pool(client: ContributorDep, session: SessionDep) -> PoolPublic:
     """The Generators Pool: every current generator of the federation (own one included)."""
     federation = client.federation
-    return PoolPublic(
-        federation=federation.name,
-        generators=[
-            PoolEntry(
-                client=c.name,
-                version=g.version,
-                sha256=g.sha256,
-                size=g.size,
-                generator=g.generator,
-                epsilon=g.epsilon,
-                delta=g.delta,
-                uploaded_at=_utc(g.uploaded_at),
-            )
-            for c, g in crud.pool(session, federation)
-        ],
-    )
+    entries = [
+        PoolEntry(
+            client=c.name,
+            version=g.version,
+            sha256=g.sha256,
+            size=g.size,
+            generator=g.generator,
+            epsilon=g.epsilon,
+            delta=g.delta,
+            uploaded_at=_utc(g.uploaded_at),
+        )
+        for c, g in crud.pool(session, federation)
+    ]
+    session.commit()  # release the connection before the answer is sent
+    return PoolPublic(federation=federation.name, generators=entries)
 
 
 @clients.get(
@@ -293,6 +292,7 @@ def list_pool(client: ContributorDep, session: SessionDep) -> PoolPublic:
 def download_generator(name: Name, client: ContributorDep, session: SessionDep) -> Response:
     """Download one generator of the pool; ``X-Threedgl-Sha256`` is the sha256 of the bytes."""
     generator, data = crud.pool_generator_bytes(session, client.federation, name)
+    session.commit()  # release the connection before the bytes are sent
     return Response(
         content=data,
         media_type="application/octet-stream",

@@ -225,8 +225,9 @@ def _check_sampling(
     rows, batch, epochs = model.get("rows"), training.get("batch_size"), training.get("epochs")
     for name, value in (("rows", rows), ("batch_size", batch), ("epochs", epochs)):
         if (isinstance(value, bool) or not isinstance(value, int | float)
-                or not math.isfinite(value) or value <= 0):
-            raise UploadRejected(f"{where}: '{name}' must be a positive number, got {value!r}")
+                or not math.isfinite(value) or not 0 < value <= MAX_COUNT):
+            raise UploadRejected(
+                f"{where}: '{name}' must be a number in (0, {MAX_COUNT:g}], got {value!r}")
     assert isinstance(rows, int | float) and isinstance(batch, int | float)
     assert isinstance(epochs, int | float)
     rate = min(1.0, batch / rows)
@@ -237,6 +238,10 @@ def _check_sampling(
             f"follow from rows={rows!r}, batch_size={batch!r} and epochs={epochs!r} "
             f"(expected sample_rate={rate!r}, steps={steps})"
         )
+
+
+#: The largest row count, batch size or epoch count a manifest may declare.
+MAX_COUNT = 1e9
 
 
 def _check_order(index: int, checked: CheckedModel, training: dict[str, Any]) -> None:
