@@ -66,6 +66,7 @@ from threedgl.federation.workers import (
     run_train,
     single_thread,
 )
+from threedgl.privacy.ledger import unrecorded
 from threedgl.schema import Schema
 
 ProgressFn = Callable[[str, int, int], None]
@@ -141,6 +142,7 @@ def _check_int(name: str, value: Any, least: int, what: str) -> None:
         raise ThreedglError(f"{name} must be {what}, got {value!r}")
 
 
+@unrecorded
 def simulate(
     data: Any,
     *,

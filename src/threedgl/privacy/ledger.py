@@ -11,16 +11,17 @@ and refused *before* its generator file is written, so nothing is released.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import pandas as pd
@@ -32,6 +33,8 @@ LEDGER_ENV = "THREEDGL_LEDGER"
 DEFAULT_LEDGER = Path("~/.threedgl/ledger.json")
 ALL_TABLES = "*"
 
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 #: Set (to anything) while experiments on public data run: fits are not recorded.
 SUSPENDED_ENV = "THREEDGL_LEDGER_SUSPENDED"
@@ -76,6 +79,17 @@ def suspended() -> Iterator[None]:
             os.environ.pop(SUSPENDED_ENV, None)
         else:
             os.environ[SUSPENDED_ENV] = before
+
+
+def unrecorded(func: F) -> F:
+    """``func`` runs :func:`suspended`: an experiment driver (simulation, reproduction)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with suspended():
+            return func(*args, **kwargs)
+
+    return cast(F, wrapper)
 
 
 def ledger_for_fit(ledger: str | os.PathLike[str] | bool | None) -> Ledger | None:
