@@ -15,6 +15,7 @@ from threedgl.artifact.format import (
     read_artifact_bytes,
     weights_sha256,
     write_artifact,
+    write_artifact_bytes,
 )
 
 __all__ = [
@@ -27,4 +28,5 @@ __all__ = [
     "read_artifact_bytes",
     "weights_sha256",
     "write_artifact",
+    "write_artifact_bytes",
 ]

@@ -87,11 +87,15 @@ def weights_sha256(tensors: Mapping[str, np.ndarray]) -> str:
     return h.hexdigest()
 
 
-def write_artifact(path: str | os.PathLike[str], manifest: Mapping[str, Any], tensors: Mapping[str, np.ndarray]) -> str:
-    """Write an artifact atomically; fills ``weights_sha256`` and returns it."""
-    from safetensors.numpy import save
+def write_artifact_bytes(
+    manifest: Mapping[str, Any], tensors: Mapping[str, np.ndarray]
+) -> tuple[bytes, str]:
+    """The ``.3dgl`` bytes of ``manifest`` and ``tensors`` and the weights' sha256.
 
-    from threedgl.schema.io import atomic_write_bytes
+    The inverse of :func:`read_artifact_bytes`: what a client sends without a file.
+    ``weights_sha256`` is filled in; the manifest is checked as a reader checks it.
+    """
+    from safetensors.numpy import save
 
     clean = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()}
     digest = weights_sha256(clean)
@@ -99,7 +103,14 @@ def write_artifact(path: str | os.PathLike[str], manifest: Mapping[str, Any], te
     full["weights_sha256"] = digest
     _validate_manifest(full)
     text = json.dumps(full, sort_keys=True, ensure_ascii=False, allow_nan=False)
-    data = save(clean, metadata={MANIFEST_KEY: text})
+    return save(clean, metadata={MANIFEST_KEY: text}), digest
+
+
+def write_artifact(path: str | os.PathLike[str], manifest: Mapping[str, Any], tensors: Mapping[str, np.ndarray]) -> str:
+    """Write an artifact atomically; fills ``weights_sha256`` and returns it."""
+    from threedgl.schema.io import atomic_write_bytes
+
+    data, digest = write_artifact_bytes(manifest, tensors)
     atomic_write_bytes(path, data)
     return digest
 

@@ -32,7 +32,6 @@ from threedgl.server.schemas import (
     Health,
     Me,
     Message,
-    ModelPrivacy,
     PolicyPublic,
     PoolEntry,
     PoolPublic,
@@ -257,7 +256,7 @@ async def upload_generator(
         epsilon=stored.epsilon,
         delta=stored.delta,
         uploaded_at=_utc(stored.uploaded_at),
-        models=[ModelPrivacy(**vars(m)) for m in checked.models],
+        models=list(checked.models),
         table=stored.table,
         created=created,
     )

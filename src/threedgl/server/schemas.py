@@ -123,6 +123,10 @@ class Me(BaseModel):
 
 # -- generators and the pool ------------------------------------------------------------
 class ModelPrivacy(BaseModel):
+    """One class model's privacy record as the server checked it (ε recomputed)."""
+
+    model_config = ConfigDict(frozen=True)
+
     label: Any
     accountant: str
     noise_multiplier: float
@@ -131,6 +135,7 @@ class ModelPrivacy(BaseModel):
     delta: float
     recorded_epsilon: float
     recomputed_epsilon: float
+    rdp_order: float | None = None
 
 
 class PoolEntry(BaseModel):

@@ -34,6 +34,7 @@ from typing import Any, Protocol
 
 from threedgl.errors import ArtifactError, PrivacyError, SchemaError, ThreedglError
 from threedgl.privacy.accounting import EPSILON_TOLERANCE
+from threedgl.server.schemas import ModelPrivacy
 
 
 class FederationPolicy(Protocol):
@@ -52,19 +53,6 @@ class UploadRejected(ThreedglError):
 
 
 @dataclass(frozen=True)
-class CheckedModel:
-    label: Any
-    accountant: str
-    noise_multiplier: float
-    sample_rate: float
-    steps: int
-    delta: float
-    recorded_epsilon: float
-    recomputed_epsilon: float
-    rdp_order: float | None = None
-
-
-@dataclass(frozen=True)
 class ValidatedGenerator:
     """An upload that passed every check, with what the server stores about it."""
 
@@ -74,7 +62,7 @@ class ValidatedGenerator:
     manifest: dict[str, Any]
     epsilon: float  # the largest recomputed ε over the class models
     delta: float  # the largest δ over the class models
-    models: tuple[CheckedModel, ...] = field(default_factory=tuple)
+    models: tuple[ModelPrivacy, ...] = field(default_factory=tuple)
 
 
 def validate_upload(
@@ -136,7 +124,7 @@ def _generator_loader() -> Callable[..., Any]:
 
 def _check_model(
     index: int, model: dict[str, Any], schema: Any, federation: FederationPolicy
-) -> CheckedModel:
+) -> ModelPrivacy:
     from threedgl.privacy.accounting import PrivacyRecord
 
     label = model.get("label")
@@ -199,7 +187,7 @@ def _check_model(
             f"recomputed by the server, {recomputed:.4g} ({params}), by more than "
             f"{EPSILON_TOLERANCE:.0%}"
         )
-    return CheckedModel(
+    return ModelPrivacy(
         label=label,
         accountant=record.accountant,
         noise_multiplier=record.noise_multiplier,
@@ -213,7 +201,7 @@ def _check_model(
 
 
 def _check_sampling(
-    index: int, model: dict[str, Any], checked: CheckedModel, training: dict[str, Any]
+    index: int, model: dict[str, Any], checked: ModelPrivacy, training: dict[str, Any]
 ) -> None:
     """DP-Adam's sampling rate and steps must follow from the released row count.
 
@@ -244,7 +232,7 @@ def _check_sampling(
 MAX_COUNT = 1e9
 
 
-def _check_order(index: int, checked: CheckedModel, training: dict[str, Any]) -> None:
+def _check_order(index: int, checked: ModelPrivacy, training: dict[str, Any]) -> None:
     """A default-mode model's Rényi order must be the one its declared target fixes.
 
     The composition is valid at an order chosen before the data is seen: the library takes
