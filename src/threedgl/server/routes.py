@@ -19,7 +19,7 @@ from threedgl import __version__
 from threedgl.server import crud
 from threedgl.server.db import DB_SCHEMA_VERSION
 from threedgl.server.deps import AdminDep, ClientDep, SessionDep, SettingsDep
-from threedgl.server.models import Client, Federation
+from threedgl.server.models import Client, Federation, Generator
 from threedgl.server.schemas import (
     NAME_PATTERN,
     ClientCreate,
@@ -248,17 +248,24 @@ async def upload_generator(
         response.status_code = status.HTTP_200_OK
     return GeneratorPublic(
         federation=federation.name,
-        client=client.name,
-        version=stored.version,
-        sha256=stored.sha256,
-        size=stored.size,
-        generator=stored.generator,
-        epsilon=stored.epsilon,
-        delta=stored.delta,
-        uploaded_at=_utc(stored.uploaded_at),
+        **_entry(client, stored).model_dump(),
         models=list(checked.models),
         table=stored.table,
         created=created,
+    )
+
+
+def _entry(client: Client, generator: Generator) -> PoolEntry:
+    """What anyone in the pool may know of a stored generator."""
+    return PoolEntry(
+        client=client.name,
+        version=generator.version,
+        sha256=generator.sha256,
+        size=generator.size,
+        generator=generator.generator,
+        epsilon=generator.epsilon,
+        delta=generator.delta,
+        uploaded_at=_utc(generator.uploaded_at),
     )
 
 
@@ -266,19 +273,7 @@ async def upload_generator(
 def list_pool(client: ContributorDep, session: SessionDep) -> PoolPublic:
     """The Generators Pool: every current generator of the federation (own one included)."""
     federation = client.federation
-    entries = [
-        PoolEntry(
-            client=c.name,
-            version=g.version,
-            sha256=g.sha256,
-            size=g.size,
-            generator=g.generator,
-            epsilon=g.epsilon,
-            delta=g.delta,
-            uploaded_at=_utc(g.uploaded_at),
-        )
-        for c, g in crud.pool(session, federation)
-    ]
+    entries = [_entry(c, g) for c, g in crud.pool(session, federation)]
     session.commit()  # release the connection before the answer is sent
     return PoolPublic(federation=federation.name, generators=entries)
 
