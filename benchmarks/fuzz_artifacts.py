@@ -167,7 +167,7 @@ def mutate(data: bytes, rng: np.random.Generator) -> tuple[str, bytes]:
         names = [k for k in header if k != "__metadata__"]
         name = names[int(rng.integers(0, len(names)))]
         info = dict(header[name])
-        choice = int(rng.integers(0, 5))
+        choice = int(rng.integers(0, 6))
         if choice == 0:
             info["dtype"] = str(rng.choice(["F64", "I64", "U8", "BOOL", "F16", "BF16", "x"]))
         elif choice == 1:
@@ -177,10 +177,15 @@ def mutate(data: bytes, rng: np.random.Generator) -> tuple[str, bytes]:
             info["data_offsets"] = [int(start), int(end + rng.integers(-64, 64))]
         elif choice == 3:
             info = {"dtype": "F32", "shape": [2**40, 2**40], "data_offsets": [0, 16]}
-        else:
+        elif choice == 4:
             header = {("x" * int(rng.integers(1, 300)) if k == name else k): v
                       for k, v in header.items()}
-        if choice != 4:
+        else:  # an extra empty tensor: zero elements, consistent offsets
+            start = max(int(v["data_offsets"][1]) for k, v in header.items()
+                        if k != "__metadata__")
+            header = {**header, "zz": {"dtype": "F32", "shape": [0, 3],
+                                       "data_offsets": [start, start]}}
+        if choice not in (4, 5):
             header = {**header, name: info}
         return "tensor header", join(header, json.dumps(manifest), body)
     if kind == 4:  # tensors with other values, re-hashed so the sha256 check passes

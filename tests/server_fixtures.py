@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import itertools
 import os
 import secrets
 import signal
@@ -40,6 +41,8 @@ SCHEMA = Schema(
 
 # σ, q, steps, δ of a training that meets the paper's policy (ε ≈ 1.22 ≤ 1.9 with RDP).
 SIGMA, SAMPLE_RATE, STEPS, DELTA = 1.2, 0.01, 1000, 1e-4
+
+_CALLS = itertools.count()
 
 _EPS_CACHE: dict[tuple[float, float, int, float, str], float] = {}
 
@@ -136,7 +139,10 @@ def generator_bytes(
     from threedgl.model.marginals import DPMarginals
 
     path = tmp_path / f"gen-{seed}-{uuid.uuid4().hex[:8]}.3dgl"
-    model = DPMarginals(random_state=seed).fit(
+    # Every call trains distinct weights (the server refuses weights it already holds, in
+    # any federation, and the live servers are shared by many tests): the noise seed is
+    # salted with a per-process counter; the table still follows ``seed``.
+    model = DPMarginals(random_state=seed * 1_000_003 + next(_CALLS)).fit(
         training_table(schema, seed), target=schema.target, schema=schema
     )
     model.save(path)

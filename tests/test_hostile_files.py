@@ -92,6 +92,21 @@ def test_hostile_json_in_the_manifest_is_refused_by_name(
         validate_upload(mutant, _Fed(schema))
 
 
+def test_an_empty_tensor_is_refused(valid: tuple[bytes, dict[str, Any]]) -> None:
+    """A [0, 3] tensor with consistent offsets used to crash the hash (TypeError, HTTP 500)."""
+    data, schema = valid
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + n])
+    end = max(v["data_offsets"][1] for k, v in header.items() if k != "__metadata__")
+    header["zz"] = {"dtype": "F32", "shape": [0, 3], "data_offsets": [end, end]}
+    raw = json.dumps(header).encode()
+    mutant = struct.pack("<Q", len(raw)) + raw + data[8 + n :]
+    with pytest.raises(ArtifactError, match="invalid shape"):
+        read_artifact_bytes(mutant)
+    with pytest.raises(UploadRejected):
+        validate_upload(mutant, _Fed(schema))
+
+
 def test_strict_json_refuses_what_python_json_accepts() -> None:
     for text in ("NaN", "[Infinity]", '{"a": 1, "a": 2}', '"\\udfff"', "1" * 100, "-1e999"):
         json.loads(text)  # Python's own parser takes every one of them

@@ -12,7 +12,7 @@ from scipy import stats
 from threedgl import DDPBetaVAE, DPMarginals, load_generator
 from threedgl.errors import PrivacyWarning
 from threedgl.model.base import _seed
-from threedgl.privacy.dp_adam import poisson_sample
+from threedgl.privacy.dp_adam import DPAdam, noise_sources, poisson_sample
 from threedgl.privacy.secure import SecureRandom
 
 
@@ -28,8 +28,32 @@ def test_poisson_masks_use_float64_uniforms() -> None:
     """q = 1e-12 on 10^7 rows: float32 uniforms (2^-24 steps) would pick ~0.6 rows a call."""
     g = torch.Generator().manual_seed(0)
     picked = sum(int(poisson_sample([10_000_000], [1e-12], [g], [True])[1].sum())
-                 for _ in range(5))
+                 for _ in range(20))  # float32: ~12 expected, P(0) = e^-12
     assert picked == 0
+
+
+def test_release_noise_is_not_a_32_bit_torch_stream() -> None:
+    """Torch's CPU generator keeps 32 bits of its seed; the privacy noise comes from PCG64."""
+    a, b = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5 + (7 << 32))
+    assert torch.equal(torch.rand(4, generator=a), torch.rand(4, generator=b))  # the flaw
+    s = 5
+    first = [g.random(4) for g in noise_sources(s, 2)]
+    other = [g.random(4) for g in noise_sources(s + (7 << 32), 2)]
+    assert all(isinstance(g.bit_generator, np.random.PCG64) for g in noise_sources(s, 2))
+    assert not any(np.array_equal(x, y) for x, y in zip(first, other, strict=True))
+    assert not np.array_equal(first[0], first[1])
+
+
+def test_secure_mode_draws_no_gradient_noise_from_the_seeded_generator() -> None:
+    w, b = torch.zeros(1, 3, 2), torch.zeros(1, 3)
+    g = torch.Generator().manual_seed(0)
+    before = g.get_state().clone()
+    opt = DPAdam([(w, b)], noise_multipliers=[1.0], max_grad_norms=[1.0],
+                 expected_batch_sizes=[1.0], steps=[1], generators=[g], secure_mode=True)
+    grads = [torch.zeros(1, 3, 2), torch.zeros(1, 3)]
+    opt.add_noise(grads, torch.tensor([True]))
+    assert torch.equal(g.get_state(), before)
+    assert float(grads[0].abs().sum()) > 0
 
 
 def test_poisson_sample_rate_is_respected() -> None:

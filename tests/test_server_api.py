@@ -316,7 +316,7 @@ def test_replayed_generators_are_refused_and_give_no_access(
     for replay in (data, _reserialised(data, tmp_path)):
         r = _publish(server, mallory, replay)
         assert r.status_code == 409, r.text
-        assert "already in the federation" in r.json()["detail"]
+        assert "already on this server" in r.json()["detail"]
     with server.http(mallory) as http:
         assert http.get("/pool").status_code == 403
     assert _versions(server, fed) == {"mallory": 0, "victim": 1}
@@ -333,7 +333,18 @@ def test_a_retried_upload_returns_the_stored_version(server: ServerProcess, tmp_
     for r in again:
         assert r.status_code == 200, r.text
         assert r.json()["created"] is False and r.json()["version"] == 1
+    r = _publish(server, token, _reserialised(data, tmp_path))  # same weights, new manifest
+    assert r.status_code == 409 and "cannot be changed" in r.json()["detail"]
     assert _versions(server, fed) == {"retrier": 1}
+
+
+def test_a_replay_into_another_federation_is_refused(server: ServerProcess, tmp_path: Path) -> None:
+    fed_a, fed_b = new_federation(server), new_federation(server)
+    owner, copier = add_client(server, fed_a, "owner"), add_client(server, fed_b, "copier")
+    data = generator_bytes(tmp_path, seed=506)
+    assert _publish(server, owner, data).status_code == 201
+    r = _publish(server, copier, data)
+    assert r.status_code == 409 and "already on this server" in r.json()["detail"]
 
 
 def test_generators_on_one_table_compose_within_the_policy(

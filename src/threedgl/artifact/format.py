@@ -80,7 +80,7 @@ def weights_sha256(tensors: Mapping[str, np.ndarray]) -> str:
             arr.dtype.str.encode("ascii"),
             json.dumps(list(arr.shape)).encode("ascii"),
             np.ascontiguousarray(arr.astype(arr.dtype.newbyteorder("<"),
-                                            copy=False)).data.cast("B"),
+                                            copy=False)).reshape(-1).data.cast("B"),
         ):
             h.update(struct.pack("<Q", len(part)))
             h.update(part)
@@ -185,7 +185,7 @@ def read_artifact_bytes(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> A
             )
         shape = info.get("shape")
         if (not isinstance(shape, list) or len(shape) > 4
-                or not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= 2**31
+                or not all(isinstance(d, int) and not isinstance(d, bool) and 1 <= d <= 2**31
                            for d in shape)):
             raise ArtifactError(f"tensor {_shown(name)} has an invalid shape {_shown(shape)}")
     tensors = _tensor_views(data, 8 + header_len, header, names)

@@ -55,7 +55,7 @@ from threedgl.privacy.accounting import (
     calibrate_noise_multiplier,
     compute_epsilon,
 )
-from threedgl.privacy.dp_adam import DPAdam, poisson_sample
+from threedgl.privacy.dp_adam import DPAdam, noise_sources, poisson_sample
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -238,7 +238,7 @@ def train_stack(
     """
     m_models = len(arrays)
     n_cols = check_layout(list(layout))[-1][2]
-    gens = class_generators(seed, m_models)
+    gens = class_generators(seed, m_models)  # initialisation and reparametrisation
     model = BatchedVAE(n_cols, layout, hidden=hidden, latent=latent, beta=beta, generators=gens)
     if head_bias is not None:
         w, b = model.layers[-1]
@@ -252,7 +252,7 @@ def train_stack(
         max_grad_norms=[clip] * m_models,
         expected_batch_sizes=expected_batch_sizes,
         steps=steps,
-        generators=gens,
+        generators=noise_sources(seed, m_models),  # the privacy noise: 128-bit PCG64
         lr=learning_rate,
         secure_mode=secure_mode,
     )
@@ -283,9 +283,9 @@ def run_stack(
 ) -> None:
     """Run DP-Adam on a stack of models until every model has done its steps.
 
-    Per step and per active model m, its generator draws (in this order) the Poisson
-    batch, the reparametrisation noise and the gradient noise, so a model trained in a
-    stack is the same as trained alone.
+    Per step and per active model m, its noise source (``opt.generators[m]``) draws the
+    Poisson batch, its torch generator the reparametrisation noise, and its noise source
+    the gradient noise, so a model trained in a stack is the same as trained alone.
     """
     m_models = len(arrays)
     n_rows = [len(a) for a in arrays]
@@ -295,7 +295,7 @@ def run_stack(
     rows = torch.arange(m_models)[:, None]
     while bool(opt.active.any()):
         active = opt.active.tolist()
-        index, mask = poisson_sample(n_rows, rates, generators, active, opt.secure)
+        index, mask = poisson_sample(n_rows, rates, opt.generators, active, opt.secure)
         counts = mask.sum(1).long().tolist()
         noise = torch.zeros(m_models, index.shape[1], model.latent)
         for k in range(m_models):  # reparametrisation noise, drawn per model

@@ -449,7 +449,10 @@ def compose_epsilon(
 def _rdp_at(record: PrivacyRecord, order: float) -> float:
     """The Rényi divergence at ``order`` that ``record`` is charged."""
     if record.rdp_order is not None:  # what its ε stands for (the adaptive bound)
-        return record.epsilon - _conversion(record.rdp_order, record.delta)
+        # A file may record an ε up to 1% below the recomputed one (EPSILON_TOLERANCE):
+        # charge the larger, so a stranger's record never costs less than it spent.
+        spent = max(record.epsilon, record.recompute_epsilon())
+        return spent - _conversion(record.rdp_order, record.delta)
     return sum(subsampled_gaussian_rdp(s, q, t, order) for s, q, t in record.history())
 
 

@@ -25,13 +25,47 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from threedgl.errors import PrivacyError
 from threedgl.privacy.secure import SecureRandom
 
-__all__ = ["DPAdam", "poisson_sample"]
+__all__ = ["DPAdam", "NoiseSource", "noise_sources", "poisson_sample"]
+
+#: Where a model's privacy noise and Poisson masks come from: a NumPy generator (PCG64,
+#: seeded with 128 bits: what a release uses), the OS CSPRNG (``secure_mode``), or a
+#: ``torch.Generator`` (tests against Opacus). Torch's CPU generator keeps only the low 32
+#: bits of its seed, so it is never the source of a release's noise.
+NoiseSource = np.random.Generator | SecureRandom | torch.Generator
+
+
+def noise_sources(seed: int, n_models: int) -> list[np.random.Generator]:
+    """One PCG64 generator per model for its noise and masks, 128 bits from ``seed``.
+
+    Each is seeded from a grandchild of the ``SeedSequence`` children that seed the
+    models' torch generators (initialisation, reparametrisation), so knowing those
+    32-bit torch seeds tells nothing about the noise.
+    """
+    return [np.random.default_rng(child.spawn(1)[0])
+            for child in np.random.SeedSequence(seed).spawn(n_models)]
+
+
+def _uniform(source: NoiseSource, n: int) -> Tensor:
+    if isinstance(source, torch.Generator):
+        return torch.rand(n, generator=source, dtype=torch.float64)
+    if isinstance(source, SecureRandom):
+        return source.torch_uniform(n)
+    return torch.from_numpy(source.random(n))
+
+
+def _normal(source: NoiseSource, std: float, shape: tuple[int, ...]) -> Tensor:
+    if isinstance(source, torch.Generator):
+        return torch.normal(0.0, std, shape, generator=source)
+    if isinstance(source, SecureRandom):
+        return source.torch_normal(std, shape)
+    return torch.from_numpy(source.normal(0.0, std, shape)).float()
 
 CLIP_EPS = 1e-6  # Opacus's constant in min(1, C / (norm + 1e-6))
 
@@ -39,7 +73,7 @@ CLIP_EPS = 1e-6  # Opacus's constant in min(1, C / (norm + 1e-6))
 def poisson_sample(
     n_rows: Sequence[int],
     sample_rates: Sequence[float],
-    generators: Sequence[torch.Generator],
+    generators: Sequence[NoiseSource],
     active: Sequence[bool],
     secure: SecureRandom | None = None,
 ) -> tuple[Tensor, Tensor]:
@@ -53,8 +87,7 @@ def poisson_sample(
     picks = []
     for n, q, g, on in zip(n_rows, sample_rates, generators, active, strict=True):
         if on:
-            u = (secure.torch_uniform(n) if secure is not None
-                 else torch.rand(n, generator=g, dtype=torch.float64))
+            u = _uniform(secure if secure is not None else g, n)
             picks.append(torch.nonzero(u < q).flatten())
         else:
             picks.append(torch.zeros(0, dtype=torch.long))
@@ -84,7 +117,7 @@ class DPAdam:
         max_grad_norms: Sequence[float],
         expected_batch_sizes: Sequence[float],
         steps: Sequence[int],
-        generators: Sequence[torch.Generator],
+        generators: Sequence[NoiseSource],
         lr: float = 1e-3,
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
@@ -159,11 +192,9 @@ class DPAdam:
             if not bool(active[m]) or self.sigma[m] == 0.0:
                 continue
             std = self.sigma[m] * float(self.clip[m])
+            source = self.secure if self.secure is not None else self.generators[m]
             for g in grads:
-                if self.secure is not None:
-                    g[m] += self.secure.torch_normal(std, tuple(g.shape[1:]))
-                else:
-                    g[m] += torch.normal(0.0, std, g.shape[1:], generator=self.generators[m])
+                g[m] += _normal(source, std, tuple(g.shape[1:]))
 
     @torch.no_grad()
     def _adam(self, grads: list[Tensor], active: Tensor) -> None:

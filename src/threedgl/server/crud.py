@@ -139,9 +139,11 @@ def store_generator(
     In one write transaction, with the client's row locked (``SELECT ... FOR UPDATE`` on
     PostgreSQL; SQLite serialises writers with ``BEGIN IMMEDIATE``):
 
-    * the same weights already stored for this client (a retried upload): that version
-      is returned and nothing is stored (idempotent);
-    * the same weights stored for another client of the federation: :class:`Replay`;
+    * the same file already stored for this client (a retried upload): that version is
+      returned and nothing is stored (idempotent); the same weights in another file:
+      :class:`Conflict` (a stored manifest is never replaced);
+    * the same weights stored for another client, in any federation of this server:
+      :class:`Replay` (an exact match only: a perturbed copy is not detected);
     * the client's version limit or storage quota exceeded: :class:`QuotaExceeded`;
     * the client's generators declared on ``table``, this one included, composed by the
       RDP accountant (sequential composition over versions, parallel over classes), above
@@ -156,19 +158,26 @@ def store_generator(
             same = session.execute(
                 select(Generator, Client.id)
                 .join(Client, Client.id == Generator.client_id)
-                .where(Client.federation_id == client.federation_id,
-                       Generator.weights_sha256 == weights)
+                .where(Generator.weights_sha256 == weights)  # in any federation
                 .order_by(Generator.id)
             ).first()
             if same is not None:
-                if same[1] == client.id:
-                    session.commit()
-                    return same[0], False
-                session.rollback()
-                raise Replay(
-                    "these weights are already in the federation, uploaded by another client: "
-                    "a generator can be contributed once, by the client that trained it"
-                )
+                stored, owner = same
+                if owner != client.id:
+                    session.rollback()
+                    raise Replay(
+                        "these weights are already on this server, uploaded by another "
+                        "client: a generator can be contributed once, by the client that "
+                        "trained it"
+                    )
+                if stored.sha256 != checked.sha256:
+                    session.rollback()
+                    raise Conflict(
+                        f"these weights were already uploaded (version {stored.version}) in "
+                        "another file: a stored generator's manifest cannot be changed"
+                    )
+                session.commit()  # a retry of the same file: the stored version
+                return stored, False
             versions, stored_bytes, last = session.execute(
                 select(func.count(Generator.id), func.coalesce(func.sum(Generator.size), 0),
                        func.max(Generator.version))
@@ -233,6 +242,8 @@ def _check_budget(session: Session, client: Client, table: str,
         select(Generator.manifest).where(Generator.client_id == client.id,
                                          Generator.table == table)
     ).all()
+    if not earlier:  # alone, it was checked with its own accountant (PRV is tighter)
+        return
     entries = [{"models": m["models"], "target": m["schema"].get("target")}
                for m in [*earlier, checked.manifest]]
     epsilon, _ = compose_entries(entries, accountant="rdp")
