@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from threedgl.cli.main import app
-from threedgl.evaluation.reproduce import split
+from threedgl.experiments.reproduce import split
 
 runner = CliRunner()
 
@@ -70,10 +70,18 @@ def test_reproduce_quick_on_one_small_dataset(tmp_path: Path) -> None:
     ])
     assert result.exit_code == 0, result.output
     assert "Table II" in result.output and "Table III" in result.output
-    assert "paper 96.51" in result.output  # the paper's Synth accuracy beside ours
+    assert "96.5" in result.output  # the paper's Synth accuracy beside ours
+    # The terminal summary fits 100 columns; the last line is the report's path.
+    assert max(len(line) for line in result.output.splitlines()) <= 100, result.output
+    assert result.output.strip().splitlines()[-1] == str(out / "report.html")
     for name in ("tables.md", "results.csv", "results.json", "table_ii.csv", "table_iii.csv",
-                 "sweep-breast-cancer.png", "marginals-breast-cancer.png"):
+                 "sweep-breast-cancer.png", "marginals-breast-cancer.png", "report.html"):
         assert (out / name).stat().st_size > 0
+    page = (out / "report.html").read_text()
+    assert "paper 96.51" in page  # the paper's Synth accuracy beside ours, in the report
+    assert page.count("data:image/png;base64,") == 2  # the sweep and the marginals, embedded
+    assert "How obtained" in page and 'id="table_ii"' in page and 'id="table_iii"' in page
+    assert "src=\"http" not in page and "href=\"http" not in page  # self-contained
     rows = json.loads((out / "results.json").read_text())["rows"]
     sources = {r["source"] for r in rows}
     assert {"Real", "DDP-βVAE (ε=1.9)", "DP marginals (ε=1.9)", "βVAE, no DP (ε=∞)"} <= sources

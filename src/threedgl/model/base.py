@@ -16,8 +16,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar, Self
@@ -29,7 +28,13 @@ from sklearn.base import BaseEstimator
 from threedgl._version import __version__
 from threedgl.artifact import FORMAT_NAME, FORMAT_VERSION, Artifact, read_artifact, write_artifact
 from threedgl.artifact.statement import privacy_statement, privacy_summary
-from threedgl.errors import ArtifactError, NotFittedError, SchemaError, ThreedglError
+from threedgl.errors import (
+    ArtifactError,
+    NotFittedError,
+    SchemaError,
+    ThreedglError,
+    check_int,
+)
 from threedgl.privacy.accounting import PrivacyRecord
 from threedgl.schema import Schema, TableEncoder, infer_schema
 from threedgl.schema.schema import Category, NanPolicy
@@ -55,24 +60,6 @@ def _seed(random_state: int | np.random.Generator | None) -> int:
             raise ThreedglError(f"random_state must be non-negative, got {random_state!r}")
         return int(random_state)
     return int(_rng(random_state).integers(0, 2**31 - 1))
-
-
-@contextmanager
-def single_thread() -> Iterator[None]:
-    """Run torch on one intra-op thread, then restore the setting.
-
-    The β-VAEs are small (matrices of a few hundred columns): measured on this project's
-    2-core machine, a titanic fit took 1.3 s on one thread and 35 s on two while another
-    process was busy, because threads hand tiny matmuls back and forth.
-    """
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def class_counts(n: int, weights: Sequence[float]) -> list[int]:
@@ -245,13 +232,12 @@ class BaseGenerator(BaseEstimator):  # type: ignore[misc]
         What :meth:`sample` and the Generators Pool both draw from.
         """
         self._check_fitted()
-        if len(counts) != len(self.labels_) or any(
-            isinstance(c, bool) or not isinstance(c, (int, np.integer)) or c < 0 for c in counts
-        ):
+        if len(counts) != len(self.labels_):
             raise ThreedglError(
                 f"counts must be {len(self.labels_)} non-negative ints (one per class label "
                 f"{list(self.labels_)!r}), got {list(counts)!r}"
             )
+        counts = [check_int("counts", c, low=0, owner="sample_classes") for c in counts]
         blocks = self.sample_encoded(counts, _rng(random_state))
         return decode_blocks(self.encoder_, self.labels_, blocks, counts)
 
@@ -268,8 +254,7 @@ class BaseGenerator(BaseEstimator):  # type: ignore[misc]
         artifact (noisy counts in the default mode).
         """
         self._check_fitted()
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-            raise ThreedglError(f"n must be a non-negative int, got {n!r}")
+        n = check_int("n", n, low=0, owner="sample")
         rng = _rng(random_state)
         weights = [1.0] * len(self.labels_) if balanced else list(self.class_rows_)
         frame = self.sample_classes(class_counts(int(n), weights), rng)
@@ -424,3 +409,9 @@ def one_hot_codes(probabilities: np.ndarray, layout: Sequence[tuple[str, int, in
         out[:, start:stop] = 0.0
         out[rows, start + code] = 1.0
     return out
+
+
+def random_generator(random_state: int | np.random.Generator | None) -> np.random.Generator:
+    """The numpy ``Generator`` a ``random_state`` stands for, as :meth:`BaseGenerator.sample`
+    reads it (a Generator is used as is; an int seeds a new one; ``None`` draws entropy)."""
+    return _rng(random_state)
