@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -62,12 +66,19 @@ def test_evaluate_wrong_target_is_one_line_exit_2(breast_cancer_files: Path) -> 
     assert not out.exists()
 
 
-def test_reproduce_quick_on_one_small_dataset(tmp_path: Path) -> None:
-    out = tmp_path / "run"
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):  # type: ignore[no-untyped-def]
+    """`3dgl reproduce --quick` on Breast Cancer (Tables II and III), run once."""
+    out = tmp_path_factory.mktemp("reproduce") / "run"
     result = runner.invoke(app, [
         "reproduce", "--quick", "--datasets", "breast-cancer", "--no-federation",
         "--no-privacy", "--epochs", "5", "--out", str(out),
     ])
+    return result, out
+
+
+def test_reproduce_quick_on_one_small_dataset(quick_run) -> None:  # type: ignore[no-untyped-def]
+    result, out = quick_run
     assert result.exit_code == 0, result.output
     assert "Table II" in result.output and "Table III" in result.output
     assert "96.5" in result.output  # the paper's Synth accuracy beside ours
@@ -94,3 +105,33 @@ def test_reproduce_unknown_dataset_is_one_line_exit_2(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "iris" in result.output
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.skipif(
+    not any(shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome")),
+    reason="no headless browser (apt-get install -y chromium)",
+)
+def test_report_renders_in_a_headless_browser(quick_run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """report.html opens in a real browser: the page is not blank, its embedded plots draw."""
+    _, out = quick_run
+    script = Path(__file__).parent.parent / "benchmarks" / "report_screenshot.py"
+    shot = tmp_path / "report.png"
+    run = subprocess.run([sys.executable, str(script), str(out / "report.html"), "--out",
+                          str(shot), "--height", "3000"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "[FAIL]" not in run.stdout and shot.stat().st_size > 10_000
+
+
+def test_reproduce_rows_do_not_depend_on_the_number_of_processes() -> None:
+    from threedgl.experiments.reproduce import ReproduceConfig, reproduce
+
+    def run(jobs: int) -> pd.DataFrame:
+        config = ReproduceConfig(datasets=["breast-cancer"], seeds=2, quick=True,
+                                 generators=("DP marginals (ε=1.9)",), table_iii=False,
+                                 jobs=jobs)
+        return reproduce(config).frame().drop(columns=["fit_seconds"])
+
+    one, two = run(1), run(2)
+    assert len(one) == 2 * 4 and sorted(one["seed"].unique()) == [0, 1]
+    pd.testing.assert_frame_equal(one, two)
