@@ -135,8 +135,8 @@ def reproduce(
     for title, table in summary_tables(result.frame(), extra).items():
         narrow.print(frame_table(table, title=title, compact=True))
     minutes = (time.perf_counter() - start) / 60
-    narrow.print(f"wrote {len(written)} files to {out} in {minutes:.1f} min; every table, plot "
-                 "and how each number was obtained:", soft_wrap=True)
+    narrow.print(f"wrote {len(written)} files to {out} in {minutes:.1f} min", soft_wrap=True)
+    narrow.print("the report (every table and plot, and how each number was obtained):")
     typer.echo(str(written[-1]))
 
 
