@@ -270,8 +270,9 @@ def render_html(
     parts.append("<p>Scores in %. Rows tinted blue are the DDP-βVAE models compared with the "
                  "paper's DDP-βVAE; the paper's number and our difference Δ stand under ours. "
                  "Nothing was selected on a test split.</p>")
-    nav = [f'<a href="#{k}">{html.escape(TITLES.get(k, k).split(" — ")[0])}</a>' for k in tables]
-    parts.append("<nav>" + "".join(dict.fromkeys(nav)) + "</nav>")
+    nav = [f'<a href="#{k}">{html.escape(TITLES.get(k, k).split(" — ")[0])}'
+           + (" (paper mode)" if k.endswith("_paper") else "") + "</a>" for k in tables]
+    parts.append("<nav>" + "".join(nav) + "</nav>")
     highlight = list(COMPARED)
     for key, table in tables.items():
         title = TITLES.get(key, key)
