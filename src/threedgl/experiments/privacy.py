@@ -9,6 +9,7 @@ the closest record, DOMIAS-style density ratio, LOGAN-style discriminator).
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -91,10 +92,12 @@ def privacy_table(
         ("small", small_members, small_non, int(small_epochs)),
     ]
     rows: list[dict[str, Any]] = []
+    notes: list[str] = []  # the generators' warnings, kept in the table's note
     with limit_threads(1, torch=True):
         for mode in modes:
             _privacy_rows(rows, dataset, ds, settings, epsilons, seed, reference, n_syn, n_boot,
-                          progress, mode, full_epochs=None if epochs is None else int(epochs))
+                          progress, mode, full_epochs=None if epochs is None else int(epochs),
+                          notes=notes)
     table = pd.DataFrame(rows, columns=list(PRIVACY_TABLE_COLUMNS))
     table.attrs["note"] = (
         f"{dataset}, seed {seed}: stratified split into members {len(members)}, non-members "
@@ -103,6 +106,7 @@ def privacy_table(
         f"settings), 'small' on {len(small_members)} "
         f"members for {int(small_epochs)} epochs (same for every ε); candidates balanced "
         "by subsampling; AUC 0.5 = no membership signal"
+        + (f". Warnings: {'; '.join(dict.fromkeys(notes))}" if notes else "")
     )
     return table
 
@@ -120,6 +124,7 @@ def _privacy_rows(
     progress: Callable[[str], None] | None,
     mode: str = "paper",
     full_epochs: int | None = None,
+    notes: list[str] | None = None,
 ) -> None:
     for setting, mem, non, n_epochs in settings:
         for eps in epsilons:
@@ -132,7 +137,11 @@ def _privacy_rows(
                 chosen = full_epochs if setting == "full" else n_epochs
                 gen = create_generator("ddp-betavae", epsilon=float(eps), epochs=chosen,
                                        random_state=seed)
-            gen.fit(mem, target=ds.target, schema=ds.schema)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                gen.fit(mem, target=ds.target, schema=ds.schema)
+            if notes is not None:
+                notes.extend(f"{mode} {setting} ε={eps:g}: {w.message}" for w in caught)
             results = run_attacks(
                 gen, mem, non, reference, n_synthetic=n_syn, random_state=seed,
                 n_resamples=n_boot,
