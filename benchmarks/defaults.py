@@ -26,8 +26,8 @@ from sklearn.model_selection import train_test_split
 
 import threedgl.model.anchored as anchored
 from threedgl import DDPBetaVAE, DPMarginals, datasets
-from threedgl.evaluation.reproduce import split
 from threedgl.evaluation.utility import utility_scores
+from threedgl.experiments.reproduce import split
 
 
 def make_rule(*, bins_per=30, batch_per=8, batch_max=512, epochs_num=1000, epochs_lo=8,

@@ -23,8 +23,8 @@ import warnings
 import pandas as pd
 
 from threedgl import datasets
-from threedgl.evaluation import paper
-from threedgl.evaluation.reproduce import GENERATORS, MAIN, PAPER, ReproduceConfig, run_dataset
+from threedgl.experiments import paper
+from threedgl.experiments.reproduce import GENERATORS, MAIN, PAPER, ReproduceConfig, run_dataset
 
 MARGINALS = "DP marginals (ε=1.9)"
 NO_DP = "βVAE, no DP (ε=∞)"
@@ -149,7 +149,7 @@ def speed(df: pd.DataFrame, names: list[str]) -> str:
     """Fit time of each dataset's generator (train split of seed 0, alone in this process)
     and the sampling throughput of the Adult generator."""
     from threedgl import DDPBetaVAE
-    from threedgl.evaluation.reproduce import split
+    from threedgl.experiments.reproduce import split
 
     lines = ["| dataset | train rows | fit s | in the runs above: mean / max s |", "|---|---|---|---|"]
     worst, rate = 0.0, math.nan

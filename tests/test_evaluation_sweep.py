@@ -93,3 +93,32 @@ def test_user_errors() -> None:
         size_sweep(pool(50), pool(10), SCHEMA, metric="precision")
     with pytest.raises(ThreedglError, match="'start' parameter"):
         size_sweep(pool(50), pool(10), SCHEMA, start=0)
+
+
+@pytest.mark.parametrize("metric", ["accuracy", "f1"])
+def test_report_scores_are_the_fitted_models_scores_on_the_report_table(metric: str) -> None:
+    """report_df: each model the sweep fitted, scored on another table; equal to training
+    that prefix again and scoring it there, and never changing the selection."""
+    from threedgl.evaluation import minority_label, utility_scores
+
+    syn = pool(600)
+    syn.loc[:39, "y"] = syn.loc[:39, "y"].map({"a": "b", "b": "a"})
+    selection, report = pool(200, 1), pool(300, 2)
+    # A different report table whose labels are flipped: it would pick another size.
+    flipped = report.assign(y=report["y"].map({"a": "b", "b": "a"}))
+    plain = size_sweep(syn, selection, SCHEMA, start=40, growth=2.0, patience=2, metric=metric)
+    for table in (report, flipped):
+        res = size_sweep(syn, selection, SCHEMA, start=40, growth=2.0, patience=2,
+                         metric=metric, report_df=table)
+        assert (res.sizes, res.scores, res.best_size) == (plain.sizes, plain.scores,
+                                                          plain.best_size)
+        pos = minority_label(selection, SCHEMA)  # size_sweep's default positive label
+        refit = [utility_scores(syn.iloc[:n], table, SCHEMA, positive_label=pos)[metric]
+                 for n in res.sizes]
+        assert res.report_scores == pytest.approx(refit, abs=1e-12)
+        curve = res.report_curve("test")
+        assert curve.scores == res.report_scores and curve.best_size == res.best_size
+        assert curve.best_score == res.report_scores[res.sizes.index(res.best_size)]
+        assert res.to_dict()["report_scores"] == list(res.report_scores)
+    with pytest.raises(ThreedglError, match="without a report_df"):
+        plain.report_curve()

@@ -120,7 +120,7 @@ def test_parse_split() -> None:
 
 def test_bad_inputs(titanic: datasets.Dataset) -> None:
     df = titanic.frame
-    with pytest.raises(ThreedglError, match="at least 2"):
+    with pytest.raises(ThreedglError, match=r"'clients' parameter must be an int in the range \[2, inf\)"):
         stratified_folds(df, titanic.target, 1, 0)
     with pytest.raises(ThreedglError, match="no class column"):
         stratified_folds(df, "nope", 3, 0)

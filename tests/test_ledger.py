@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from threedgl.errors import PrivacyError
@@ -55,11 +57,21 @@ def test_budget_refuses_and_force_overrides(tmp_path):
 
 
 def test_fingerprint_depends_on_content_only(titanic):
-    a = fingerprint(titanic.frame)
-    b = fingerprint(titanic.frame.copy())
-    changed = titanic.frame.copy()
-    changed.loc[0, "age"] = 99.0
-    assert a == b != fingerprint(changed)
+    frame = titanic.frame
+    a = fingerprint(frame)
+    # The same content held differently: a new index (other labels, not 0..n-1), object
+    # dtype instead of numeric/categorical dtypes, a separate copy of the memory.
+    reindexed = frame.set_axis(pd.RangeIndex(1000, 1000 + len(frame)), axis=0)
+    as_objects = frame.astype(object).set_axis([f"row{i}" for i in range(len(frame))], axis=0)
+    assert not reindexed.index.equals(frame.index) and all(d == np.dtype(object) for d in as_objects.dtypes)
+    assert fingerprint(reindexed) == a
+    assert fingerprint(as_objects) == a
+    assert fingerprint(frame.copy(deep=True)) == a
+    # Different content: one value, one column name, one row fewer.
+    changed = frame.copy()
+    changed.loc[changed.index[0], "age"] = 99.0
+    renamed = frame.rename(columns={"age": "Age"})
+    assert len({a, fingerprint(changed), fingerprint(renamed), fingerprint(frame.iloc[1:])}) == 4
 
 
 def test_fingerprint_ignores_row_and_column_order(titanic) -> None:  # type: ignore[no-untyped-def]

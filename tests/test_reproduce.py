@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
 from threedgl.cli.main import app
-from threedgl.evaluation.reproduce import split
+from threedgl.experiments.reproduce import split
 
 runner = CliRunner()
 
@@ -62,18 +66,33 @@ def test_evaluate_wrong_target_is_one_line_exit_2(breast_cancer_files: Path) -> 
     assert not out.exists()
 
 
-def test_reproduce_quick_on_one_small_dataset(tmp_path: Path) -> None:
-    out = tmp_path / "run"
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):  # type: ignore[no-untyped-def]
+    """`3dgl reproduce --quick` on Breast Cancer (Tables II and III), run once."""
+    out = tmp_path_factory.mktemp("reproduce") / "run"
     result = runner.invoke(app, [
         "reproduce", "--quick", "--datasets", "breast-cancer", "--no-federation",
         "--no-privacy", "--epochs", "5", "--out", str(out),
     ])
+    return result, out
+
+
+def test_reproduce_quick_on_one_small_dataset(quick_run) -> None:  # type: ignore[no-untyped-def]
+    result, out = quick_run
     assert result.exit_code == 0, result.output
     assert "Table II" in result.output and "Table III" in result.output
-    assert "paper 96.51" in result.output  # the paper's Synth accuracy beside ours
+    assert "96.5" in result.output  # the paper's Synth accuracy beside ours
+    # The terminal summary fits 100 columns; the last line is the report's path.
+    assert max(len(line) for line in result.output.splitlines()) <= 100, result.output
+    assert result.output.strip().splitlines()[-1] == str(out / "report.html")
     for name in ("tables.md", "results.csv", "results.json", "table_ii.csv", "table_iii.csv",
-                 "sweep-breast-cancer.png", "marginals-breast-cancer.png"):
+                 "sweep-breast-cancer.png", "marginals-breast-cancer.png", "report.html"):
         assert (out / name).stat().st_size > 0
+    page = (out / "report.html").read_text()
+    assert "paper 96.51" in page  # the paper's Synth accuracy beside ours, in the report
+    assert page.count("data:image/png;base64,") == 2  # the sweep and the marginals, embedded
+    assert "How obtained" in page and 'id="table_ii"' in page and 'id="table_iii"' in page
+    assert "src=\"http" not in page and "href=\"http" not in page  # self-contained
     rows = json.loads((out / "results.json").read_text())["rows"]
     sources = {r["source"] for r in rows}
     assert {"Real", "DDP-βVAE (ε=1.9)", "DP marginals (ε=1.9)", "βVAE, no DP (ε=∞)"} <= sources
@@ -86,3 +105,33 @@ def test_reproduce_unknown_dataset_is_one_line_exit_2(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "iris" in result.output
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.skipif(
+    not any(shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome")),
+    reason="no headless browser (apt-get install -y chromium)",
+)
+def test_report_renders_in_a_headless_browser(quick_run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """report.html opens in a real browser: the page is not blank, its embedded plots draw."""
+    _, out = quick_run
+    script = Path(__file__).parent.parent / "benchmarks" / "report_screenshot.py"
+    shot = tmp_path / "report.png"
+    run = subprocess.run([sys.executable, str(script), str(out / "report.html"), "--out",
+                          str(shot), "--height", "3000"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "[FAIL]" not in run.stdout and shot.stat().st_size > 10_000
+
+
+def test_reproduce_rows_do_not_depend_on_the_number_of_processes() -> None:
+    from threedgl.experiments.reproduce import ReproduceConfig, reproduce
+
+    def run(jobs: int) -> pd.DataFrame:
+        config = ReproduceConfig(datasets=["breast-cancer"], seeds=2, quick=True,
+                                 generators=("DP marginals (ε=1.9)",), table_iii=False,
+                                 jobs=jobs)
+        return reproduce(config).frame().drop(columns=["fit_seconds"])
+
+    one, two = run(1), run(2)
+    assert len(one) == 2 * 4 and sorted(one["seed"].unique()) == [0, 1]
+    pd.testing.assert_frame_equal(one, two)

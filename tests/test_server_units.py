@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -154,19 +156,33 @@ def test_validate_upload_tolerates_one_percent(tmp_path: Path) -> None:
         validate_upload(generator_bytes(tmp_path, recorded_epsilon=eps * 0.985), Fed())
 
 
-def test_importing_the_server_creates_nothing() -> None:
-    import importlib
+def test_importing_the_server_creates_nothing(tmp_path: Path) -> None:
+    """Importing the server's modules builds no engine and no app, connects to no database
+    and writes no file: checked in a fresh interpreter, by the real types and on disk."""
+    import subprocess
+    import sys
 
-    for module in (
-        "threedgl.server",
-        "threedgl.server.app",
-        "threedgl.server.routes",
-        "threedgl.server.deps",
-        "threedgl.server.db",
-        "threedgl.server.client",
-    ):
-        mod = importlib.import_module(module)
-        assert not any(type(v).__name__ in ("Engine", "FastAPI") for v in vars(mod).values())
+    script = """
+import gc, importlib, json, sys
+from fastapi import FastAPI
+from sqlalchemy import Engine
+from sqlalchemy.pool import Pool
+mods = ["threedgl.server", "threedgl.server.app", "threedgl.server.routes",
+        "threedgl.server.deps", "threedgl.server.db", "threedgl.server.client"]
+found = []
+for name in mods:
+    mod = importlib.import_module(name)
+    found += [f"{name}.{k}" for k, v in vars(mod).items() if isinstance(v, (Engine, FastAPI))]
+live = [type(o).__name__ for o in gc.get_objects() if isinstance(o, (Engine, FastAPI, Pool))]
+print(json.dumps({"globals": found, "live": live}))
+"""
+    env = {**os.environ, "THREEDGL_STORAGE": str(tmp_path / "storage"),
+           "THREEDGL_DB_URL": f"sqlite:///{tmp_path / 'never.db'}"}
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         cwd=tmp_path, env=env, timeout=120, check=True)
+    report = json.loads(run.stdout.strip().splitlines()[-1])
+    assert report == {"globals": [], "live": []}
+    assert list(tmp_path.iterdir()) == []  # no database file, no storage directory
 
 
 def test_validate_upload_rebuilds_the_model(tmp_path: Path) -> None:

@@ -66,3 +66,38 @@ def check_range(
         f"The '{name}' parameter{where} must be {kind} in the range {lb}{lo}, {hi}{hb}. "
         f"Got {value!r} instead."
     )
+
+
+def check_int(
+    name: str,
+    value: object,
+    *,
+    low: int | None = None,
+    high: int | None = None,
+    owner: str = "",
+    error: type[ThreedglError] = ThreedglError,
+) -> int:
+    """Return ``value`` as an ``int`` if it is an integer (not a bool) in ``[low, high]``;
+    otherwise raise ``error`` (a :class:`ThreedglError`) in scikit-learn's wording.
+
+    numpy integers are accepted; floats, even whole ones, are not.
+
+    >>> check_int("epochs", 5, low=1)
+    5
+    """
+    import numbers
+
+    ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if ok:
+        number = int(value)  # type: ignore[call-overload]
+        ok = (low is None or number >= low) and (high is None or number <= high)
+        if ok:
+            return number
+    lo = "-inf" if low is None else repr(low)
+    hi = "inf)" if high is None else f"{high!r}]"
+    lb = "(" if low is None else "["
+    where = f" of {owner}" if owner else ""
+    raise error(
+        f"The '{name}' parameter{where} must be an int in the range {lb}{lo}, {hi}. "
+        f"Got {value!r} instead."
+    )

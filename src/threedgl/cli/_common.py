@@ -65,9 +65,12 @@ def progress_bar(transient: bool = False) -> Progress:
     )
 
 
-def frame_table(df, title: str | None = None, floatfmt: str = "{:.2f}") -> Table:  # type: ignore[no-untyped-def]
-    """A rich table from a DataFrame."""
-    table = Table(title=title, show_lines=False)
+def frame_table(df, title: str | None = None, floatfmt: str = "{:.2f}", compact: bool = False) -> Table:  # type: ignore[no-untyped-def]
+    """A rich table from a DataFrame (``compact``: light borders, one space of padding)."""
+    from rich import box
+
+    table = Table(title=title, show_lines=False, box=box.SIMPLE_HEAD if compact else box.HEAVY_HEAD,
+                  padding=(0, 1), title_justify="left" if compact else "center")
     for col in df.columns:
         table.add_column(str(col), justify="right" if df[col].dtype.kind in "iuf" else "left")
     for _, row in df.iterrows():

@@ -51,7 +51,7 @@ def schema_infer(
 ) -> None:
     """Infer a schema from a table. Bounds and categories inferred from private data are not private."""
     from threedgl.schema import infer_schema, read_table
-    from threedgl.schema.schema import apply_nan_policy
+    from threedgl.schema.conform import apply_nan_policy
 
     with user_errors():
         df = apply_nan_policy(read_table(data), "drop" if drop_missing else "error")

@@ -75,78 +75,69 @@ def reproduce(
     datasets_opt: str | None = typer.Option(None, "--datasets", help="Comma-separated dataset names (default: all five)."),
     seeds: int | None = typer.Option(None, "--seeds", help="Seeds per dataset (default 5; 1 with --quick)."),
     quick: bool = typer.Option(False, "--quick", help="One seed, at most 5,000 train rows per dataset, the federation and the attacks on Titanic only: a few minutes."),
-    out: Path = typer.Option(Path("runs/reproduce"), "--out", help="Directory for Markdown, CSV, JSON and plots."),
+    out: Path = typer.Option(Path("runs/reproduce"), "--out", help="Directory for report.html, Markdown, CSV, JSON and plots."),
     epochs: int | None = typer.Option(None, "--epochs", help="Override DDP-βVAE epochs."),
     federation: bool = typer.Option(True, "--federation/--no-federation", help="Also run Tables IV and V (3DGL simulation)."),
     privacy: bool = typer.Option(True, "--privacy/--no-privacy", help="Also run the membership-inference privacy table."),
     utility: bool = typer.Option(True, "--utility/--no-utility", help="Run Tables II and III (turn off to run only the other parts)."),
+    jobs: int | None = typer.Option(None, "--jobs", "-j", help="Worker processes (default: min(2, cores)); the numbers do not depend on it."),
 ) -> None:
-    """Run the paper's experiments on the bundled datasets and print each table beside the paper's."""
+    """Run the paper's experiments on the bundled datasets; write report.html (every table
+    beside the paper's, with its plots) and print a compact summary."""
+    import sys
+
+    from rich.console import Console
 
     from threedgl import datasets
-    from threedgl.evaluation import reproduce as rep
+    from threedgl.experiments import reproduce as rep
+    from threedgl.experiments.report import RunInfo, write_outputs
+    from threedgl.experiments.runs import federation_tables, privacy_tables
+    from threedgl.experiments.tables import summary_tables
 
     start = time.perf_counter()
     names = [d.strip() for d in datasets_opt.split(",")] if datasets_opt else list(datasets.NAMES)
     n_seeds = seeds if seeds is not None else (1 if quick else 5)
-    config = rep.ReproduceConfig(datasets=names, seeds=n_seeds, quick=quick, epochs=epochs)
     extra: dict[str, pd.DataFrame] = {}
     with user_errors():
+        rep.check_datasets(names)
+        config = rep.ReproduceConfig(datasets=names, seeds=n_seeds, quick=quick, epochs=epochs,
+                                     jobs=jobs)
+        n_jobs = config.n_jobs(len(names) * max(n_seeds, 1))  # checks --jobs
+        n_jobs = config.jobs if config.jobs is not None else config.n_jobs(2)
+        small = names[:1] if quick else names
+        fed_seeds = 1 if quick else min(n_seeds, 3)
+        info = RunInfo(command=" ".join(["3dgl", *sys.argv[1:]]) if sys.argv[1:] else "3dgl reproduce",
+                       config=config if utility else None, federation_seeds=fed_seeds,
+                       federation_datasets=small if federation else (),
+                       privacy_datasets=small if privacy else ())
         result = rep.ReproduceResult()
         if utility:
             with err_console.status("reproducing Tables II and III") as status:
                 result = rep.reproduce(config, progress=lambda msg: status.update(msg))
-            frame = result.frame()
-            console.print(frame_table(rep.table_ii(frame), title="Table II: logistic regression trained on Real or Synth, scored on the real test split (%), ours beside the paper"))
-            console.print(frame_table(rep.table_ii(frame, model="hgb"), title="Table II (extra): histogram gradient boosting"))
-            console.print(frame_table(rep.table_iii(frame), title="Table III: real-vs-synthetic discriminator (logistic regression, 10-fold CV), KLD, TLD; extra: HGB discriminator AUC, pairwise fidelity"))
-        extra.update(_federation_tables(names, n_seeds, quick, epochs) if federation else {})
-        extra.update(_privacy_table(names, quick) if privacy else {})
-        written = rep.write_outputs(result, out, extra)
-    console.print(f"wrote {len(written)} files to {out} in {(time.perf_counter() - start) / 60:.1f} min")
-
-
-def _federation_tables(names: list[str], seeds: int, quick: bool, epochs: int | None) -> dict[str, pd.DataFrame]:
-    try:
-        from threedgl.federation import paper as fed_paper
-        from threedgl.federation.simulation import simulate
-    except ImportError:  # pragma: no cover - federation not installed
-        return {}
-    tables = {}
-    for mode, suffix, what in (("anchored", "", "our DDP-βVAE"), ("paper", "_paper", "the paper's DDP-βVAE (Table I)")):
-        results = {}
-        with err_console.status("3DGL simulation (Tables IV and V)") as status:
-            for name in (names[:1] if quick else names):
-                status.update(f"3DGL simulation: {name}, 10 clients, {what}")
-                results[name] = simulate(name, clients=10, seeds=1 if quick else min(seeds, 3),
-                                         epochs=epochs, mode=mode)
-        table_iv, table_v = fed_paper.tables_iv_v(results)
-        console.print(frame_table(table_iv, title=f"Table IV: 3DGL with {what}, Fold-Fold vs local 10-fold CV (%), ours beside the paper"))
-        console.print(frame_table(table_v, title=f"Table V: 3DGL with {what}, Fold-Test and Test-Test vs local-only on the external test set (%), ours beside the paper"))
-        tables[f"table_iv{suffix}"] = table_iv
-        tables[f"table_v{suffix}"] = table_v
-    return tables
-
-
-def _privacy_table(names: list[str], quick: bool) -> dict[str, pd.DataFrame]:
-    import pandas as pd
-
-    try:
-        from threedgl.evaluation.attacks import privacy_table
-    except ImportError:  # pragma: no cover
-        return {}
-    frames = []
-    with err_console.status("membership-inference attacks") as status:
-        for name in (names[:1] if quick else names):
-            status.update(f"membership-inference attacks: {name}")
-            # Full runs cap each dataset at 6,000 rows (3,000 members): the density and
-            # nearest-neighbour attacks grow quadratically with the rows.
-            frames.append(privacy_table(name, seed=0, quick=quick,
-                                        max_rows=None if quick else 6000,
-                                        modes=("anchored", "paper")))
-    table = pd.concat(frames, ignore_index=True)
-    console.print(frame_table(table, title="Privacy: membership-inference attacks (AUC 0.5 = no better than guessing)", floatfmt="{:.3f}"))
-    return {"privacy": table}
+            info.seconds["Tables II and III"] = result.seconds
+        if federation:
+            t0 = time.perf_counter()
+            with err_console.status("3DGL simulation (Tables IV and V)") as status:
+                tables, _ = federation_tables(small, seeds=fed_seeds, epochs=epochs,
+                                              workers=n_jobs,
+                                              progress=lambda msg: status.update(msg))
+            extra.update(tables)
+            info.seconds["Tables IV and V"] = time.perf_counter() - t0
+        if privacy:
+            t0 = time.perf_counter()
+            with err_console.status("membership-inference attacks") as status:
+                extra["privacy"] = privacy_tables(small, quick=quick, jobs=n_jobs,
+                                                  progress=lambda msg: status.update(msg))
+            info.seconds["privacy table"] = time.perf_counter() - t0
+        info.seconds["total"] = time.perf_counter() - start
+        written = write_outputs(result, out, extra, info)
+    narrow = Console(width=min(100, console.width), force_terminal=console.is_terminal)
+    for title, table in summary_tables(result.frame(), extra).items():
+        narrow.print(frame_table(table, title=title, compact=True))
+    minutes = (time.perf_counter() - start) / 60
+    narrow.print(f"wrote {len(written)} files to {out} in {minutes:.1f} min", soft_wrap=True)
+    narrow.print("the report (every table and plot, and how each number was obtained):")
+    typer.echo(str(written[-1]))
 
 
 def register(app: typer.Typer) -> None:

@@ -37,8 +37,7 @@ def train(
     force: bool = typer.Option(False, "--force", help="Train even if the ledger's budget for this table would be exceeded."),
 ) -> None:
     """Train a DDP-βVAE generator (one DP β-VAE per class) and write it to a .3dgl file."""
-    from threedgl.model.ddp_betavae import DDPBetaVAE
-    from threedgl.model.marginals import DPMarginals
+    from threedgl.model.registry import GENERATORS, create_generator
     from threedgl.model.training import DEFAULT_EPOCHS
     from threedgl.privacy import ledger as ledger_mod
     from threedgl.schema import Schema, read_table
@@ -48,9 +47,11 @@ def train(
             fail(f"output '{output}' must end in .3dgl")
         df = read_table(data)
         schema = Schema.read(schema_path) if schema_path is not None else None
+        if kind not in GENERATORS:
+            fail(f"--generator must be 'ddp-betavae' or 'dp-marginals', got '{kind}'")
+        params: dict = {"epsilon": epsilon, "delta": delta, "accountant": accountant,
+                        "random_state": seed, "secure_mode": secure_mode}
         if kind == "ddp-betavae":
-            params: dict = {"epsilon": epsilon, "delta": delta, "accountant": accountant,
-                            "random_state": seed, "secure_mode": secure_mode}
             if paper:
                 params["mode"] = "paper"
             for name, value in (("epochs", epochs), ("batch_size", batch_size),
@@ -58,12 +59,7 @@ def train(
                                 ("bins", bins)):
                 if value is not None:
                     params[name] = value
-            gen = DDPBetaVAE.from_preset(preset, **params) if preset else DDPBetaVAE(**params)
-        elif kind == "dp-marginals":
-            gen = DPMarginals(epsilon=epsilon, delta=delta, accountant=accountant, random_state=seed,
-                              secure_mode=secure_mode)
-        else:
-            fail(f"--generator must be 'ddp-betavae' or 'dp-marginals', got '{kind}'")
+        gen = create_generator(kind, preset if kind == "ddp-betavae" else None, **params)
         book = ledger_mod.Ledger.open(ledger)
         fingerprint = ledger_mod.fingerprint(df)
         book.adopt(ledger_mod.legacy_fingerprint(df), fingerprint)

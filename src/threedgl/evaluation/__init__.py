@@ -7,9 +7,12 @@
 * :func:`feature_kld`, :func:`mean_kld`, :func:`tld` — KLD per feature and the TLD;
 * :func:`pairwise_association`, :func:`pairwise_fidelity` — pairwise fidelity;
 * :func:`evaluate_generator_table` — all of the above for one synthetic table;
-* :func:`plot_sweep`, :func:`plot_marginals` — PNG plots.
+* :func:`plot_sweep`, :func:`plot_marginals` — PNG plots;
+* :func:`run_attacks` and the attacks it runs — membership inference on a generator.
 
-All scores are fractions in ``[0, 1]`` (not the paper's percentages).
+A library of metrics: it reads tables and a schema, never a bundled dataset or a model
+class (the experiments that use it live in :mod:`threedgl.experiments`). All scores are
+fractions in ``[0, 1]`` (not the paper's percentages).
 """
 
 from __future__ import annotations
@@ -27,7 +30,6 @@ from threedgl.evaluation.attacks import (
     dcr_attack,
     domias_attack,
     logan_attack,
-    privacy_table,
     run_attacks,
 )
 from threedgl.evaluation.discriminator import discriminator_scores
@@ -39,7 +41,7 @@ from threedgl.evaluation.fidelity import (
     pairwise_fidelity,
 )
 from threedgl.evaluation.sweep import SweepResult, interleave_classes, size_sweep
-from threedgl.evaluation.utility import _target_column, minority_label, utility_scores
+from threedgl.evaluation.utility import MODEL_NAMES, _target_column, minority_label, utility_scores
 from threedgl.schema import Schema
 
 __all__ = [
@@ -60,14 +62,13 @@ __all__ = [
     "pairwise_fidelity",
     "plot_marginals",
     "plot_sweep",
-    "privacy_table",
     "run_attacks",
     "size_sweep",
     "tld",
     "utility_scores",
 ]
 
-MODELS = ("logreg", "hgb")
+MODELS = MODEL_NAMES
 
 
 def evaluate_generator_table(

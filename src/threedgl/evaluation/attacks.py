@@ -15,9 +15,8 @@ false-positive rate (1 % and 10 %), each with a bootstrap confidence interval.
 * :func:`logan_attack` — LOGAN-style (Hayes et al., 2019) black-box attack with auxiliary
   data: a classifier trained to tell synthetic rows from reference rows; score = its
   probability of "synthetic";
-* :func:`run_attacks` — samples the generator once and runs all three;
-* :func:`privacy_table` — DDP-βVAE at several ε on a bundled dataset, attacked (for the
-  reproduce command).
+* :func:`run_attacks` — samples the generator once and runs all three (the privacy table
+  of the reproduction, :func:`threedgl.experiments.privacy_table`, is built on it).
 
 Feature space (:func:`feature_space`): the schema's encoder (numeric columns min-max scaled
 with the schema's bounds, categorical columns one-hot), the class column included as one
@@ -33,9 +32,8 @@ row: the low-FPR figures are noisy on small candidate sets; read them with their
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,13 +41,14 @@ import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
 
-from threedgl.errors import SchemaError, ThreedglError
+from threedgl.errors import SchemaError, ThreedglError, check_int
 from threedgl.schema import Schema, TableEncoder
 from threedgl.schema.schema import CategoricalColumn
+from threedgl.threads import limit_threads
 
 __all__ = [
     "ATTACKS",
-    "PRIVACY_TABLE_COLUMNS",
+    "ATTACK_METRICS",
     "AttackResult",
     "attack_scores_result",
     "auc_score",
@@ -58,12 +57,12 @@ __all__ = [
     "domias_attack",
     "feature_space",
     "logan_attack",
-    "privacy_table",
     "run_attacks",
     "tpr_at_fpr",
 ]
 
-METRICS = ("auc", "tpr_at_1pct_fpr", "tpr_at_10pct_fpr")
+#: The figures of every attack, in order (each with a ``*_ci`` interval).
+ATTACK_METRICS: tuple[str, ...] = ("auc", "tpr_at_1pct_fpr", "tpr_at_10pct_fpr")
 
 
 # -- metrics -------------------------------------------------------------------------------
@@ -187,7 +186,7 @@ class AttackResult:
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for m in METRICS:
+        for m in ATTACK_METRICS:
             out[m] = float(getattr(self, m))
             out[f"{m}_ci"] = [float(v) for v in getattr(self, f"{m}_ci")]
         return out
@@ -373,7 +372,6 @@ def logan_attack(
     "synthetic". Rows the generator reproduces too faithfully look "synthetic".
     """
     from sklearn.ensemble import HistGradientBoostingClassifier
-    from threadpoolctl import threadpool_limits
 
     _check_matrices(synthetic=synthetic, members=members, non_members=non_members,
                     reference=reference)
@@ -385,7 +383,7 @@ def logan_attack(
         random_state=random_state,
     )
     # One thread: on a busy machine OpenMP oversubscription makes this 5-10x slower.
-    with threadpool_limits(limits=1):
+    with limit_threads(1):
         clf.fit(train, target)
         scores = clf.predict_proba(x)[:, 1]
     return attack_scores_result(
@@ -440,8 +438,7 @@ def run_attacks(
             raise ThreedglError(f"{name} must be a pandas DataFrame, got {type(t).__name__}")
     if n_synthetic is None:
         n_synthetic = 5 * max(len(members), 1000)
-    if isinstance(n_synthetic, bool) or not isinstance(n_synthetic, (int, np.integer)) or n_synthetic < 2:
-        raise ThreedglError(f"n_synthetic must be an integer of at least 2, got {n_synthetic!r}")
+    n_synthetic = check_int("n_synthetic", n_synthetic, low=2, owner="run_attacks")
     tables = [members, non_members] + ([reference] if reference is not None else [])
     with_target = schema.target is not None and all(schema.target in t.columns for t in tables)
     encoded = feature_space(schema, tables, with_target=with_target)
@@ -477,145 +474,3 @@ def run_attacks(
         r.n_synthetic = len(xs)
         r.reference_source = source
     return results
-
-
-
-# -- the reproduce table -------------------------------------------------------------------
-PRIVACY_TABLE_COLUMNS = (
-    "dataset", "mode", "setting", "epsilon", "attack", "auc", "tpr_at_1pct_fpr",
-    "tpr_at_10pct_fpr",
-)
-
-
-def privacy_table(
-    dataset: str,
-    seed: int = 0,
-    *,
-    quick: bool = False,
-    epsilons: Sequence[float] = (1.9, 10.0, math.inf),
-    epochs: int | None = None,
-    small_rows: int = 100,
-    small_epochs: int = 300,
-    max_rows: int | None = None,
-    n_synthetic: int | None = None,
-    n_resamples: int | None = None,
-    progress: Callable[[str], None] | None = None,
-    modes: Sequence[str] = ("paper",),
-) -> pd.DataFrame:
-    """Membership-inference AUC and TPRs of DDP-βVAE at several ε on a bundled dataset.
-
-    The prepared dataset (subsampled to ``max_rows``, default all rows, 1500 in quick
-    mode) is split, stratified by class, into members (50 %, the training rows),
-    non-members (25 %) and a reference set (25 %). Two settings:
-
-    * ``full``: the preset architecture (paper Table I) trained on every member row for
-      ``epochs`` (default: the model's default, 20) at each ε;
-    * ``small``: ``small_rows`` member rows (stratified) for ``small_epochs`` (300) at each
-      ε — few rows and many passes, where a non-private model has the best chance to
-      memorise; candidates are those rows and as many non-members.
-
-    Each setting runs for every DDP-βVAE mode in ``modes`` ("paper": the preset above;
-    "anchored": the default mode, its settings chosen, the epochs of ``small``).
-    Every model is attacked with :func:`run_attacks` (the reference set given). Returns
-    one row per (mode, setting, ε, attack) with the columns of ``PRIVACY_TABLE_COLUMNS``;
-    ``epsilon`` is ``inf`` for the non-private model. ``df.attrs["note"]`` says how the
-    table was made. Quick mode samples fewer synthetic rows (2000) and bootstraps less (50).
-    """
-    from sklearn.model_selection import train_test_split
-
-    from threedgl import datasets
-    from threedgl.model.training import DEFAULT_EPOCHS
-
-    ds = datasets.load(dataset)
-    frame = ds.frame
-    y = frame[ds.target].astype(str)
-    cap = max_rows if max_rows is not None else (1500 if quick else None)
-    if cap is not None and len(frame) > cap:
-        frame, _ = train_test_split(frame, train_size=cap, stratify=y, random_state=seed)
-        y = frame[ds.target].astype(str)
-    members, rest = train_test_split(frame, train_size=0.5, stratify=y, random_state=seed)
-    non_members, reference = train_test_split(
-        rest, train_size=0.5, stratify=rest[ds.target].astype(str), random_state=seed
-    )
-    if small_rows >= len(members):
-        raise ThreedglError(f"small_rows ({small_rows}) must be below the {len(members)} members")
-    small_members, _ = train_test_split(
-        members, train_size=small_rows, stratify=members[ds.target].astype(str),
-        random_state=seed,
-    )
-    small_non = non_members.sample(n=min(small_rows, len(non_members)), random_state=seed)
-    full_epochs = DEFAULT_EPOCHS if epochs is None else int(epochs)  # paper mode's
-    n_syn = n_synthetic if n_synthetic is not None else (2000 if quick else None)
-    n_boot = n_resamples if n_resamples is not None else (50 if quick else 200)
-    settings = [
-        ("full", members, non_members, full_epochs),
-        ("small", small_members, small_non, int(small_epochs)),
-    ]
-    rows: list[dict[str, Any]] = []
-    with _torch_threads(1):
-        for mode in modes:
-            _privacy_rows(rows, dataset, ds, settings, epsilons, seed, reference, n_syn, n_boot,
-                          progress, mode, full_epochs=None if epochs is None else int(epochs))
-    table = pd.DataFrame(rows, columns=list(PRIVACY_TABLE_COLUMNS))
-    table.attrs["note"] = (
-        f"{dataset}, seed {seed}: stratified split into members {len(members)}, non-members "
-        f"{len(non_members)}, reference {len(reference)} rows; 'full' trains on all members "
-        f"(paper mode: the preset for {full_epochs} epochs; default mode: its chosen "
-        f"settings), 'small' on {len(small_members)} "
-        f"members for {int(small_epochs)} epochs (same for every ε); candidates balanced "
-        "by subsampling; AUC 0.5 = no membership signal"
-    )
-    return table
-
-
-@contextlib.contextmanager
-def _torch_threads(n: int) -> Iterator[None]:
-    """Train the small models on one thread: on a shared machine torch's thread pool
-    oversubscribes the cores and a 2-second training takes 30-60 s."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def _privacy_rows(
-    rows: list[dict[str, Any]],
-    dataset: str,
-    ds: Any,
-    settings: Sequence[tuple[str, pd.DataFrame, pd.DataFrame, int]],
-    epsilons: Sequence[float],
-    seed: int,
-    reference: pd.DataFrame,
-    n_syn: int | None,
-    n_boot: int,
-    progress: Callable[[str], None] | None,
-    mode: str = "paper",
-    full_epochs: int | None = None,
-) -> None:
-    from threedgl.model.ddp_betavae import DDPBetaVAE
-
-    for setting, mem, non, n_epochs in settings:
-        for eps in epsilons:
-            if progress is not None:
-                progress(f"{dataset} {setting}, {mode} mode: training at ε = {eps:g}")
-            if mode == "paper":
-                gen = DDPBetaVAE.from_preset(dataset, epsilon=float(eps), epochs=n_epochs,
-                                             random_state=seed)
-            else:  # the default mode chooses its epochs, except where the table fixes them
-                chosen = full_epochs if setting == "full" else n_epochs
-                gen = DDPBetaVAE(epsilon=float(eps), epochs=chosen, random_state=seed)
-            gen.fit(mem, target=ds.target, schema=ds.schema)
-            results = run_attacks(
-                gen, mem, non, reference, n_synthetic=n_syn, random_state=seed,
-                n_resamples=n_boot,
-            )
-            for name, r in results.items():
-                rows.append({
-                    "dataset": dataset, "mode": mode, "setting": setting, "epsilon": float(eps),
-                    "attack": name, "auc": r.auc, "tpr_at_1pct_fpr": r.tpr_at_1pct_fpr,
-                    "tpr_at_10pct_fpr": r.tpr_at_10pct_fpr,
-                })

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedKFold
 
-from threedgl.errors import ThreedglError
+from threedgl.errors import ThreedglError, check_int
 from threedgl.evaluation.encoding import EncodingMode, EvaluationEncoder, check_mode
 from threedgl.evaluation.utility import fit_and_score, model_name
 from threedgl.schema import Schema
@@ -43,10 +43,7 @@ def discriminator_scores(
     """
     if not isinstance(schema, Schema):
         raise ThreedglError(f"expected a Schema, got {type(schema).__name__}")
-    if isinstance(folds, bool) or not isinstance(folds, (int, np.integer)) or folds < 2:
-        raise ThreedglError(
-            f"The 'folds' parameter must be an int in the range [2, inf). Got {folds!r} instead."
-        )
+    check_int("folds", folds, low=2)
     enc = EvaluationEncoder(schema, check_mode(encoding), include_target=schema.target is not None)
     X_real, _ = enc.transform(real_df)
     X_syn, _ = enc.transform(synthetic_df)

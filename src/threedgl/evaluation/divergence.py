@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from threedgl.errors import ThreedglError, check_range
+from threedgl.errors import ThreedglError, check_int, check_range
 from threedgl.evaluation.encoding import category_codes
 from threedgl.schema import CategoricalColumn, Column, NumericColumn, Schema
 
@@ -66,10 +66,7 @@ def kl_divergence(p_counts: np.ndarray, q_counts: np.ndarray, *, smoothing: floa
 
 
 def _check(bins: Any, smoothing: Any) -> None:
-    if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)) or bins < 1:
-        raise ThreedglError(
-            f"The 'bins' parameter must be an int in the range [1, inf). Got {bins!r} instead."
-        )
+    check_int("bins", bins, low=1)
     check_range("smoothing", smoothing, low=0.0, low_inclusive=True, owner="feature_kld")
 
 

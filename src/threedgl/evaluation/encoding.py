@@ -40,7 +40,10 @@ def check_mode(mode: object) -> EncodingMode:
 def category_codes(col: CategoricalColumn, values: pd.Series) -> np.ndarray:
     """Schema category index of each value of a column already conformed by ``validate``."""
     index = {c: i for i, c in enumerate(col.categories)}
-    return np.fromiter((index[v] for v in values), dtype=np.int64, count=len(values))
+    # Looked up per distinct value, then spread to the rows.
+    codes, uniques = pd.factorize(values, use_na_sentinel=False)
+    lookup = np.fromiter((index[v] for v in uniques), dtype=np.int64, count=len(uniques))
+    return lookup[codes] if len(values) else np.zeros(0, dtype=np.int64)
 
 
 class EvaluationEncoder:

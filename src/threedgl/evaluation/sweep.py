@@ -20,23 +20,42 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from threedgl.errors import ThreedglError, check_range
+from threedgl.errors import ThreedglError, check_int, check_range
 from threedgl.evaluation.encoding import EncodingMode, EvaluationEncoder, check_mode
-from threedgl.evaluation.utility import _target_column, fit_and_score, positive_index
+from threedgl.evaluation.utility import (
+    METRICS,
+    _target_column,
+    fit_and_score_many,
+    positive_index,
+)
 
-METRICS: tuple[str, ...] = ("accuracy", "f1", "auc")
 MetricFn = Callable[[pd.DataFrame, pd.DataFrame], float]
 
 
 @dataclass(frozen=True)
 class SweepResult:
-    """The sizes tried, their scores (same order), the best size and its score."""
+    """The sizes tried, their scores (same order), the best size and its score.
+
+    ``report_scores`` (when the sweep was given a ``report_df``) holds, for each size, the
+    score of the same fitted model on that other table: for plots only, never for the
+    selection.
+    """
 
     sizes: tuple[int, ...]
     scores: tuple[float, ...]
     best_size: int
     best_score: float
     metric: str
+    report_scores: tuple[float, ...] = ()
+
+    def report_curve(self, metric: str | None = None) -> SweepResult:
+        """The sweep as seen on the ``report_df``: its scores, the size chosen on the
+        selection table and that size's score on the report table."""
+        if len(self.report_scores) != len(self.sizes):
+            raise ThreedglError("this sweep was run without a report_df")
+        best = self.report_scores[self.sizes.index(self.best_size)]
+        return SweepResult(self.sizes, self.report_scores, self.best_size, best,
+                           metric or f"{self.metric} (report)")
 
     @property
     def curve(self) -> pd.DataFrame:
@@ -48,13 +67,16 @@ class SweepResult:
         return synthetic_df.iloc[: self.best_size]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "metric": self.metric,
             "sizes": list(self.sizes),
             "scores": list(self.scores),
             "best_size": self.best_size,
             "best_score": self.best_score,
         }
+        if self.report_scores:
+            out["report_scores"] = list(self.report_scores)
+        return out
 
 
 def sweep_sizes(
@@ -102,6 +124,7 @@ def size_sweep(
     min_delta: float = 0.0,
     encoding: EncodingMode = "label",
     random_state: int | None = 0,
+    report_df: pd.DataFrame | None = None,
 ) -> SweepResult:
     """Find the synthetic-table size that scores best on ``selection_df``.
 
@@ -110,6 +133,10 @@ def size_sweep(
     whatever it likes, and ``model``/``encoding`` are then unused). ``positive_label``
     defaults to the minority class of ``selection_df``. A NaN score never counts as an
     improvement.
+
+    ``report_df`` (another table, e.g. the test split): each model the sweep fits is also
+    scored on it, into ``report_scores``, for a plot of what the selection did; it never
+    influences the selection. Not available with a callable ``metric``.
     """
     if not isinstance(synthetic_df, pd.DataFrame) or not isinstance(selection_df, pd.DataFrame):
         raise ThreedglError(
@@ -120,7 +147,10 @@ def size_sweep(
     sizes = sweep_sizes(len(synthetic_df), start=start, growth=growth, step=step, max_size=max_size)
 
     score_fn: MetricFn
+    report: list[float] = []
     if callable(metric):
+        if report_df is not None:
+            raise ThreedglError("size_sweep: report_df needs a named metric, not a callable")
         score_fn = metric
         metric_name = getattr(metric, "__name__", "custom")
     elif metric in METRICS:
@@ -133,20 +163,22 @@ def size_sweep(
             raise ThreedglError(f"both tables need the class column '{tcol.name}'")
         k = len(tcol.categories)
         pos = positive_index(schema, positive_label, y_sel)
+        targets = [(X_sel, y_sel)]
+        if report_df is not None:
+            X_rep, y_rep = enc.transform(report_df)
+            if y_rep is None:
+                raise ThreedglError(f"report_df needs the class column '{tcol.name}'")
+            targets.append((X_rep, y_rep))
 
         def score_fn(prefix: pd.DataFrame, _sel: pd.DataFrame) -> float:
             n = len(prefix)
-            scores = fit_and_score(
-                X_all[:n],
-                y_all[:n],
-                X_sel,
-                y_sel,
-                n_classes=k,
-                pos=pos,
-                model=model,
+            scores = fit_and_score_many(
+                X_all[:n], y_all[:n], targets, n_classes=k, pos=pos, model=model,
                 random_state=random_state,
             )
-            return scores[metric_name]
+            if len(scores) > 1:
+                report.append(scores[1][metric_name])
+            return scores[0][metric_name]
     else:
         raise ThreedglError(
             f"The 'metric' parameter must be one of {list(METRICS)!r} or a callable. "
@@ -170,7 +202,8 @@ def size_sweep(
                 break
     if best_score == -math.inf:
         best_score = float("nan")
-    return SweepResult(tuple(tried), tuple(scores), best_size, best_score, metric_name)
+    return SweepResult(tuple(tried), tuple(scores), best_size, best_score, metric_name,
+                       tuple(report))
 
 
 def interleave_classes(
@@ -198,8 +231,4 @@ def interleave_classes(
 
 
 def _check_int(name: str, value: Any, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ThreedglError(
-            f"The '{name}' parameter must be an int in the range [{low}, inf). Got {value!r} instead."
-        )
-    return int(value)
+    return check_int(name, value, low=low, owner="size_sweep")

@@ -26,6 +26,7 @@ table itself holds a single class (it is undefined then).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -40,6 +41,8 @@ from threedgl.evaluation.encoding import EncodingMode, EvaluationEncoder, check_
 from threedgl.schema import CategoricalColumn, Schema
 
 MODEL_NAMES: tuple[str, ...] = ("logreg", "hgb")
+#: The utility scores every table reports, in order.
+METRICS: tuple[str, ...] = ("accuracy", "f1", "auc")
 
 
 def make_classifier(model: Any = "logreg", *, random_state: int | None = 0) -> Any:
@@ -177,17 +180,37 @@ def fit_and_score(
 ) -> dict[str, float]:
     """Fit a classifier on encoded data and score it; a one-class training set gives a
     constant prediction (never an error)."""
+    return fit_and_score_many(X_train, y_train, [(X_test, y_test)], n_classes=n_classes,
+                              pos=pos, model=model, random_state=random_state)[0]
+
+
+def fit_and_score_many(
+    X_train: np.ndarray,
+    y_train: np.ndarray,
+    tests: Sequence[tuple[np.ndarray, np.ndarray]],
+    *,
+    n_classes: int,
+    pos: int,
+    model: Any = "logreg",
+    random_state: int | None = 0,
+) -> list[dict[str, float]]:
+    """:func:`fit_and_score` with one fit scored on several ``(X, y)`` tables."""
     present = np.unique(y_train)
-    if len(present) < 2:
-        y_pred = np.full(len(y_test), int(present[0]), dtype=np.int64)
-        scores = np.zeros((len(y_test), n_classes))
-        scores[:, int(present[0])] = 1.0
-    else:
+    clf = None
+    if len(present) >= 2:
         clf = make_classifier(model, random_state=random_state)
         clf.fit(X_train, y_train)
-        y_pred = np.asarray(clf.predict(X_test), dtype=np.int64)
-        scores = class_scores(clf, X_test, n_classes)
-    return score_predictions(y_test, y_pred, scores, pos)
+    out = []
+    for X_test, y_test in tests:
+        if clf is None:
+            y_pred = np.full(len(y_test), int(present[0]), dtype=np.int64)
+            scores = np.zeros((len(y_test), n_classes))
+            scores[:, int(present[0])] = 1.0
+        else:
+            y_pred = np.asarray(clf.predict(X_test), dtype=np.int64)
+            scores = class_scores(clf, X_test, n_classes)
+        out.append(score_predictions(y_test, y_pred, scores, pos))
+    return out
 
 
 def utility_scores(

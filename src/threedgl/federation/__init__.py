@@ -15,13 +15,13 @@
 * :mod:`~threedgl.federation.report` — :class:`SimulationResult` reports and writes them;
 * :mod:`~threedgl.federation.flower` — 3DGL as a Flower app (``pip install
   threedgl[flower]``; imported only when used);
-* :mod:`~threedgl.federation.paper` — the paper's Tables IV and V and
-  :func:`tables_iv_v`, ours beside them.
+* :mod:`~threedgl.federation.paper` — the paper's published Tables IV and V (ours beside
+  them: :func:`threedgl.experiments.tables_iv_v`).
 """
 
 from __future__ import annotations
 
-from threedgl.federation.paper import TABLE_IV, TABLE_V, tables_iv_v
+from threedgl.federation.paper import TABLE_IV, TABLE_V
 from threedgl.federation.report import Reference, SimulationResult
 from threedgl.federation.scenarios import (
     BASELINE_OF,
@@ -81,5 +81,4 @@ __all__ = [
     "select_on_own_data",
     "simulate",
     "stratified_folds",
-    "tables_iv_v",
 ]

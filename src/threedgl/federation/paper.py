@@ -1,4 +1,4 @@
-"""The paper's 3DGL results (Tables IV and V, §IV-B) and our results laid out beside them.
+"""The paper's published 3DGL results (Tables IV and V, §IV-B).
 
 Numbers are copied from the paper (Accuracy / F1 / AUC in %, averages over the 10
 clients). Table IV: "Real" is 10-fold cross-validation of logistic regression on each
@@ -9,17 +9,6 @@ size selected on the client's data or on the test set, scored on the test set.
 """
 
 from __future__ import annotations
-
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
-
-import pandas as pd
-
-if TYPE_CHECKING:
-    from threedgl.federation.simulation import SimulationResult
-
-METRICS: tuple[str, ...] = ("accuracy", "f1", "auc")
-METRIC_TITLES: dict[str, str] = {"accuracy": "Accuracy", "f1": "F1", "auc": "AUC"}
 
 #: Table IV: dataset → column → (Accuracy, F1, AUC) in %.
 TABLE_IV: dict[str, dict[str, tuple[float, float, float]]] = {
@@ -66,68 +55,10 @@ TABLE_V_MEAN_GAIN: dict[str, tuple[float, float, float]] = {
     "test_test": (1.65, 7.65, -0.16),
 }
 
-#: Which of our scenarios each paper column corresponds to.
+#: Which of our simulation scenarios each paper column of Tables IV and V corresponds to.
 TABLE_IV_COLUMNS: dict[str, str] = {"real": "local_cv", "fold_fold": "fold_fold"}
 TABLE_V_COLUMNS: dict[str, str] = {
     "real": "local_test",
     "fold_test": "fold_test",
     "test_test": "test_test",
 }
-COLUMN_TITLES: dict[str, str] = {
-    "real": "Real",
-    "fold_fold": "Synth(Fold-Fold)",
-    "fold_test": "Synth(Fold-Test)",
-    "test_test": "Synth(Test-Test)",
-}
-
-
-def _table(
-    results_by_dataset: Mapping[str, SimulationResult],
-    paper: Mapping[str, Mapping[str, tuple[float, float, float]]],
-    columns: Mapping[str, str],
-) -> pd.DataFrame:
-    names = list(dict.fromkeys([*paper, *results_by_dataset]))
-    rows: list[dict[str, Any]] = []
-    for name in names:
-        row: dict[str, Any] = {"dataset": name}
-        ours = results_by_dataset[name].summary() if name in results_by_dataset else None
-        for m_i, metric in enumerate(METRICS):
-            for col, scenario in columns.items():
-                title = f"{METRIC_TITLES[metric]} {COLUMN_TITLES[col]}"
-                ref = paper.get(name, {}).get(col)
-                row[f"{title} paper"] = ref[m_i] if ref is not None else float("nan")
-                row[f"{title} ours"] = (
-                    _f(ours.loc[scenario, metric]) if ours is not None else float("nan")
-                )
-        rows.append(row)
-    table = pd.DataFrame(rows)
-    # The paper's last row: mean gain of each synthetic column over Real.
-    gain: dict[str, Any] = {"dataset": "mean gain vs Real"}
-    for metric in METRICS:
-        for col in columns:
-            title = f"{METRIC_TITLES[metric]} {COLUMN_TITLES[col]}"
-            for who in ("paper", "ours"):
-                if col == "real":
-                    gain[f"{title} {who}"] = float("nan")
-                    continue
-                real = table[f"{METRIC_TITLES[metric]} {COLUMN_TITLES['real']} {who}"]
-                gain[f"{title} {who}"] = float((table[f"{title} {who}"] - real).mean())
-    return pd.concat([table, pd.DataFrame([gain])], ignore_index=True)
-
-
-def _f(value: Any) -> float:
-    return float(value)
-
-
-def tables_iv_v(
-    results_by_dataset: Mapping[str, SimulationResult],
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Tables IV and V: for every dataset (the paper's five, then any other we ran) and
-    every metric and column, the paper's number beside ours (``"<Metric> <Column> paper"``
-    and ``"... ours"``, in %; NaN where one side has no number). The last row holds the
-    mean gain over Real (over the datasets that have numbers), like the paper's last row.
-    """
-    return (
-        _table(results_by_dataset, TABLE_IV, TABLE_IV_COLUMNS),
-        _table(results_by_dataset, TABLE_V, TABLE_V_COLUMNS),
-    )

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from threedgl.errors import ThreedglError
+from threedgl.errors import ThreedglError, check_int
 
 DEFAULT_MIN_ROWS = 10
 SPLIT_KINDS: tuple[str, ...] = ("stratified", "dirichlet", "quantity")
@@ -168,8 +168,7 @@ def quantity_folds(
 
 # -- helpers -----------------------------------------------------------------------------------
 def _check_k(n: int, k: int) -> None:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 2:
-        raise ThreedglError(f"the number of clients must be an int of at least 2, got {k!r}")
+    check_int("clients", k, low=2)
     if n < k:
         raise ThreedglError(f"cannot split {n} rows over {k} clients (fewer rows than clients)")
 
@@ -200,8 +199,7 @@ def _codes(y: np.ndarray) -> tuple[np.ndarray, int]:
 
 
 def _min_rows(n: int, k: int, min_rows: int) -> int:
-    if isinstance(min_rows, bool) or not isinstance(min_rows, (int, np.integer)) or min_rows < 0:
-        raise ThreedglError(f"min_rows must be a non-negative int, got {min_rows!r}")
+    check_int("min_rows", min_rows, low=0)
     return int(min(min_rows, n // k))
 
 

@@ -62,26 +62,24 @@ class PresetFactory:
     generator: str = "ddp-betavae"
 
     def __call__(self, client: int, random_state: int) -> BaseGenerator:
-        from threedgl.model.ddp_betavae import DDPBetaVAE
-        from threedgl.model.marginals import DPMarginals
+        from threedgl.model.registry import create_generator
 
-        if self.generator == "dp-marginals":
-            return DPMarginals(epsilon=self.epsilon, delta=self.delta, random_state=random_state)
-        if self.generator != "ddp-betavae":
-            raise ThreedglError(
-                f"generator must be 'ddp-betavae' or 'dp-marginals', got {self.generator!r}"
-            )
         params: dict[str, Any] = {
             "epsilon": self.epsilon,
             "delta": self.delta,
             "random_state": random_state,
-            "mode": self.mode,
         }
+        if self.generator == "dp-marginals":
+            return create_generator(self.generator, **params)
+        if self.generator != "ddp-betavae":
+            raise ThreedglError(
+                f"generator must be 'ddp-betavae' or 'dp-marginals', got {self.generator!r}"
+            )
+        params["mode"] = self.mode
         if self.epochs is not None:
             params["epochs"] = self.epochs
-        if self.preset is not None and self.mode == "paper":
-            return DDPBetaVAE.from_preset(self.preset, **params)
-        return DDPBetaVAE(**params)
+        preset = self.preset if self.mode == "paper" else None
+        return create_generator(self.generator, preset, **params)
 
 
 # -- tasks of the local engine (picklable: they cross to worker processes) ----------------------------------------------------------------------------------

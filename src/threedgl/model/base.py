@@ -16,8 +16,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar, Self
@@ -35,6 +34,7 @@ from threedgl.errors import (
     PrivacyWarning,
     SchemaError,
     ThreedglError,
+    check_int,
 )
 from threedgl.privacy.accounting import PrivacyRecord
 from threedgl.schema import Schema, TableEncoder, infer_schema
@@ -68,24 +68,6 @@ def _seed(random_state: int | np.random.Generator | None) -> int:
         return int(np.random.SeedSequence().entropy)  # type: ignore[arg-type]
     words = _rng(random_state).integers(0, 2**32, size=4, dtype=np.uint64)
     return sum(int(w) << (32 * i) for i, w in enumerate(words))
-
-
-@contextmanager
-def single_thread() -> Iterator[None]:
-    """Run torch on one intra-op thread, then restore the setting.
-
-    The β-VAEs are small (matrices of a few hundred columns): measured on this project's
-    2-core machine, a titanic fit took 1.3 s on one thread and 35 s on two while another
-    process was busy, because threads hand tiny matmuls back and forth.
-    """
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def class_counts(n: int, weights: Sequence[float]) -> list[int]:
@@ -282,13 +264,12 @@ class BaseGenerator(BaseEstimator):  # type: ignore[misc]
         What :meth:`sample` and the Generators Pool both draw from.
         """
         self._check_fitted()
-        if len(counts) != len(self.labels_) or any(
-            isinstance(c, bool) or not isinstance(c, (int, np.integer)) or c < 0 for c in counts
-        ):
+        if len(counts) != len(self.labels_):
             raise ThreedglError(
                 f"counts must be {len(self.labels_)} non-negative ints (one per class label "
                 f"{list(self.labels_)!r}), got {list(counts)!r}"
             )
+        counts = [check_int("counts", c, low=0, owner="sample_classes") for c in counts]
         blocks = self.sample_encoded(counts, _rng(random_state))
         return decode_blocks(self.encoder_, self.labels_, blocks, counts)
 
@@ -305,8 +286,7 @@ class BaseGenerator(BaseEstimator):  # type: ignore[misc]
         artifact (noisy counts in the default mode).
         """
         self._check_fitted()
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-            raise ThreedglError(f"n must be a non-negative int, got {n!r}")
+        n = check_int("n", n, low=0, owner="sample")
         rng = _rng(random_state)
         weights = [1.0] * len(self.labels_) if balanced else list(self.class_rows_)
         frame = self.sample_classes(class_counts(int(n), weights), rng)
@@ -484,3 +464,9 @@ def one_hot_codes(probabilities: np.ndarray, layout: Sequence[tuple[str, int, in
         out[:, start:stop] = 0.0
         out[rows, start + code] = 1.0
     return out
+
+
+def random_generator(random_state: int | np.random.Generator | None) -> np.random.Generator:
+    """The numpy ``Generator`` a ``random_state`` stands for, as :meth:`BaseGenerator.sample`
+    reads it (a Generator is used as is; an int seeds a new one; ``None`` draws entropy)."""
+    return _rng(random_state)

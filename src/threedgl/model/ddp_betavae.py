@@ -27,7 +27,6 @@ from threedgl.model.base import (
     _seed,
     one_hot_codes,
     reindexed,
-    single_thread,
 )
 from threedgl.model.networks import Decoder
 from threedgl.model.presets import preset
@@ -42,6 +41,7 @@ from threedgl.model.training import (
 from threedgl.privacy.accounting import PrivacyRecord
 from threedgl.schema import TableEncoder
 from threedgl.schema.bins import Discretizer
+from threedgl.threads import single_thread
 
 #: Paper mode's values of the settings left to ``None`` (``"auto"`` in the default mode).
 PAPER_DEFAULTS: dict[str, Any] = {

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from threedgl.errors import ArtifactError, SchemaError, ThreedglError
+from threedgl.errors import ArtifactError, SchemaError, check_int
 from threedgl.model.base import BaseGenerator, ProgressCallback, _rng
 from threedgl.privacy.accounting import PrivacyRecord
 from threedgl.privacy.gaussian import measure_histograms
@@ -58,12 +58,7 @@ class DPMarginals(BaseGenerator):
         self.random_state = random_state
 
     def _discretizer(self, schema: Schema) -> Discretizer:
-        if isinstance(self.bins, bool) or not isinstance(self.bins, int) or self.bins < 1:
-            raise ThreedglError(
-                f"The 'bins' parameter of DPMarginals must be an int in the range [1, inf). "
-                f"Got {self.bins!r} instead."
-            )
-        return Discretizer(schema, self.bins)
+        return Discretizer(schema, check_int("bins", self.bins, low=1, owner="DPMarginals"))
 
     def _fit_classes(
         self, groups: list[np.ndarray], encoder: TableEncoder, progress: ProgressCallback | None

@@ -33,7 +33,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from threedgl.errors import ThreedglError
+from threedgl.errors import ThreedglError, check_int
 
 __all__ = [
     "KINDS",
@@ -45,17 +45,18 @@ __all__ = [
 ]
 
 KINDS = ("numeric", "categorical")
-Span = tuple[str, int, int]
+#: One block of the decoder's output layout: (kind, start column, stop column).
+OutputBlock = tuple[str, int, int]
 LOGVAR_BOUND = 10.0  # log σ² clamped to [-10, 10] so exp() cannot overflow under DP noise
 # Layer order (index into BatchedVAE.layers); decoder layers are the last three.
 LAYER_NAMES = ("encoder.0", "encoder.1", "encoder.out", "decoder.0", "decoder.1", "head")
 
 
-def check_layout(layout: Any, n_outputs: int | None = None) -> list[Span]:
+def check_layout(layout: Any, n_outputs: int | None = None) -> list[OutputBlock]:
     """Validate a layout: spans ``(kind, start, stop)`` covering ``[0, n_outputs)`` in order."""
     if not isinstance(layout, list | tuple) or not layout:
         raise ThreedglError(f"The layout must be a non-empty list of spans. Got {layout!r}.")
-    spans: list[Span] = []
+    spans: list[OutputBlock] = []
     pos = 0
     for i, span in enumerate(layout):
         if not isinstance(span, list | tuple) or len(span) != 3:
@@ -63,8 +64,8 @@ def check_layout(layout: Any, n_outputs: int | None = None) -> list[Span]:
         kind, start, stop = span
         if kind not in KINDS:
             raise ThreedglError(f"Layout span {i} has kind {kind!r}; expected one of {KINDS}.")
-        if any(isinstance(v, bool) or not isinstance(v, int) for v in (start, stop)):
-            raise ThreedglError(f"Layout span {i} must have int start/stop. Got {span!r}.")
+        start = check_int("start", start, owner=f"layout span {i}")
+        stop = check_int("stop", stop, owner=f"layout span {i}")
         if start != pos or stop <= start:
             raise ThreedglError(
                 f"Layout span {i} {span!r} must start at {pos} and be non-empty (spans are "
@@ -95,18 +96,13 @@ def check_architecture(arch: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k in ("h1", "h2", "latent", "n_outputs"):
         v = arch[k]
-        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 100_000:
-            raise ThreedglError(
-                f"Architecture field '{k}' must be an int in [1, 100000]. Got {v!r}."
-            )
-        out[k] = v
+        out[k] = check_int(k, v, low=1, high=100_000, owner="the architecture")
     out["layout"] = [list(s) for s in check_layout(arch["layout"], out["n_outputs"])]
     if "bins" in arch:
         bins = arch["bins"]
-        if not isinstance(bins, list) or not all(
-            isinstance(b, int) and not isinstance(b, bool) and b >= 1 for b in bins
-        ):
+        if not isinstance(bins, list):
             raise ThreedglError("Architecture field 'bins' must be a list of positive ints.")
+        bins = [check_int("bins", b, low=1, owner="the architecture") for b in bins]
         if sum(bins) != out["n_outputs"]:
             raise ThreedglError(
                 f"Architecture field 'bins' adds up to {sum(bins)}, not n_outputs={out['n_outputs']}."
@@ -118,7 +114,7 @@ def check_architecture(arch: Any) -> dict[str, Any]:
 class _Heads:
     """Vectorised reconstruction losses and decoded outputs for a layout."""
 
-    def __init__(self, layout: Sequence[Span], n_outputs: int) -> None:
+    def __init__(self, layout: Sequence[OutputBlock], n_outputs: int) -> None:
         self.n = n_outputs
         self.numeric = torch.tensor([s for k, s, _ in layout if k == "numeric"], dtype=torch.long)
         self.numeric_mask = torch.zeros(n_outputs)  # 1 on numeric columns (avoids indexing)
@@ -175,7 +171,7 @@ class BatchedVAE:
     def __init__(
         self,
         n_outputs: int,
-        layout: Sequence[Span],
+        layout: Sequence[OutputBlock],
         *,
         hidden: tuple[int, int],
         latent: int,
@@ -266,7 +262,7 @@ class VAEModule(nn.Module):
     def __init__(
         self,
         n_outputs: int,
-        layout: Sequence[Span],
+        layout: Sequence[OutputBlock],
         *,
         hidden: tuple[int, int],
         latent: int,

@@ -47,8 +47,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from threedgl.errors import PrivacyError, ThreedglError, check_range
-from threedgl.model.networks import BatchedVAE, Decoder, Span, check_layout
+from threedgl.errors import PrivacyError, ThreedglError, check_int, check_range
+from threedgl.model.networks import BatchedVAE, Decoder, OutputBlock, check_layout
 from threedgl.privacy.accounting import (
     ACCOUNTANTS,
     PrivacyRecord,
@@ -101,16 +101,12 @@ def class_generators(seed: int, n_classes: int) -> list[torch.Generator]:
 
 
 def _check_int(name: str, value: Any, low: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
-        raise ThreedglError(
-            f"The '{name}' parameter must be an int in the range [{low}, inf). Got {value!r} instead."
-        )
-    return int(value)
+    return check_int(name, value, low=low)
 
 
 def train_class_models(
     datasets: Sequence[np.ndarray],
-    layout: Sequence[Span],
+    layout: Sequence[OutputBlock],
     *,
     hidden: tuple[int, int] = (64, 32),
     latent: int = 3,
@@ -212,7 +208,7 @@ def train_class_models(
 
 def train_stack(
     arrays: Sequence[np.ndarray],
-    layout: Sequence[Span],
+    layout: Sequence[OutputBlock],
     *,
     hidden: tuple[int, int],
     latent: int,

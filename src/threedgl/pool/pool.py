@@ -17,8 +17,8 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from threedgl.errors import NotFittedError, SchemaError, ThreedglError
-from threedgl.model.base import BaseGenerator, _rng, class_counts, shuffle_rows
+from threedgl.errors import NotFittedError, SchemaError, ThreedglError, check_int
+from threedgl.model.base import BaseGenerator, class_counts, random_generator, shuffle_rows
 from threedgl.schema import Schema
 from threedgl.schema.schema import Category
 
@@ -74,8 +74,7 @@ class GeneratorsPool:
 
     def allocation(self, n: int, balanced: bool = True) -> list[list[int]]:
         """Rows per generator and per class (in each generator's ``labels_`` order)."""
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-            raise ThreedglError(f"n must be a non-negative int, got {n!r}")
+        n = check_int("n", n, low=0, owner="GeneratorsPool")
         alloc = [[0] * len(g.labels_) for g in self.generators]
         if balanced:
             labels = self.labels
@@ -104,7 +103,7 @@ class GeneratorsPool:
         Each generator draws its share through its public :meth:`sample_classes` (so it
         decodes as it does alone); the rows are then shuffled together.
         """
-        rng = _rng(random_state)
+        rng = random_generator(random_state)
         alloc = self.allocation(n, balanced)
         frames = [g.sample_classes(per_class, rng)
                   for g, per_class in zip(self.generators, alloc, strict=True)]

@@ -37,7 +37,7 @@ from opacus.accountants import PRVAccountant, RDPAccountant
 from opacus.accountants.accountant import IAccountant
 from opacus.accountants.analysis.rdp import compute_rdp, get_privacy_spent
 
-from threedgl.errors import PrivacyError, ThreedglError, check_range
+from threedgl.errors import PrivacyError, ThreedglError, check_int, check_range
 
 __all__ = [
     "ACCOUNTANTS",
@@ -88,8 +88,7 @@ def _check_mechanism(noise_multiplier: float, sample_rate: float, steps: int) ->
 
 
 def _check_steps(steps: int) -> None:
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise PrivacyError(f"The 'steps' parameter must be an int >= 1. Got {steps!r} instead.")
+    check_int("steps", steps, low=1, error=PrivacyError)
 
 
 def _check_delta(delta: float) -> None:

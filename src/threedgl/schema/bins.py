@@ -27,7 +27,7 @@ from typing import Literal
 
 import numpy as np
 
-from threedgl.errors import SchemaError
+from threedgl.errors import SchemaError, check_int
 from threedgl.schema.encoder import TableEncoder
 from threedgl.schema.schema import CategoricalColumn, NumericColumn, Schema
 
@@ -64,9 +64,7 @@ class Discretizer:
         widths: list[int | None]
         if isinstance(bins, (int, np.integer)) and not isinstance(bins, bool):
             widths = [None] * len(features)
-            default = int(bins)
-            if not 1 <= default <= MAX_BINS:
-                raise SchemaError(f"bins must be an int in [1, {MAX_BINS}], got {bins!r}")
+            default = check_int("bins", bins, low=1, high=MAX_BINS, error=SchemaError)
         elif isinstance(bins, bool) or not isinstance(bins, Sequence):
             raise SchemaError(f"bins must be an int or a list of ints, got {bins!r}")
         else:
@@ -80,10 +78,9 @@ class Discretizer:
                 )
         out: list[FeatureBins] = []
         for span, col, w in zip(spans, features, widths, strict=True):
-            if w is not None and (isinstance(w, bool) or not isinstance(w, (int, np.integer))
-                                  or not 1 <= w <= MAX_BINS):
-                raise SchemaError(f"column '{col.name}': bin count must be an int in "
-                                  f"[1, {MAX_BINS}], got {w!r}")
+            if w is not None:
+                w = check_int("bins", w, low=1, high=MAX_BINS, owner=f"column '{col.name}'",
+                              error=SchemaError)
             if isinstance(col, CategoricalColumn):
                 if w is not None and w != span.width:
                     raise SchemaError(f"column '{col.name}': {w} bins but "

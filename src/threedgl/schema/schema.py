@@ -2,7 +2,7 @@
 
 A federation agrees on a schema before anyone trains (SPEC §2). It is public: encoding
 data with it leaks nothing. A schema *inferred* from private data does leak (its bounds
-and category sets are functions of the data); :func:`infer_schema` marks such a schema
+and category sets are functions of the data); :func:`~threedgl.schema.infer.infer_schema` marks such a schema
 with ``source="data"`` and the manifest of every generator records it.
 
 The schema is a frozen value type, validated when built, with an exact JSON round trip::
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -25,6 +25,12 @@ import numpy as np
 import pandas as pd
 
 from threedgl.errors import SchemaError
+from threedgl.schema.conform import (
+    _conform_categorical,
+    _conform_numeric,
+    _key,
+    apply_nan_policy,
+)
 
 SCHEMA_FORMAT = "threedgl.schema"
 SCHEMA_VERSION = 1
@@ -172,15 +178,6 @@ class CategoricalColumn:
 
 
 Column = NumericColumn | CategoricalColumn
-
-
-def _key(value: object) -> str:
-    """The string a category is matched by (so ``1``, ``"1"`` and ``1.0`` match)."""
-    if isinstance(value, (bool, np.bool_)):
-        return "True" if value else "False"
-    if isinstance(value, (float, np.floating)) and float(value).is_integer():
-        return str(int(value))
-    return str(value)
 
 
 @dataclass(frozen=True)
@@ -413,31 +410,6 @@ class Schema:
         return pd.DataFrame(out, index=table.index)
 
 
-def apply_nan_policy(table: pd.DataFrame, nan_policy: NanPolicy = "error") -> pd.DataFrame:
-    """Apply the missing-value policy to a table (used by :meth:`Schema.validate` and the CLI).
-
-    ``"error"`` raises a :class:`SchemaError` naming the first column with missing values
-    and how many rows; ``"drop"`` returns the table without the rows that have one.
-    """
-    if nan_policy not in ("error", "drop"):
-        raise SchemaError(f"nan_policy must be 'error' or 'drop', got {nan_policy!r}")
-    nan_counts = {str(c): int(table[c].isna().sum()) for c in table.columns}
-    with_nan = {c: n for c, n in nan_counts.items() if n}
-    if not with_nan:
-        return table
-    if nan_policy == "drop":
-        table = table.dropna(axis=0, how="any")
-        if len(table) == 0:
-            raise SchemaError("every row has a missing value; nothing is left after dropping")
-        return table
-    c, n = next(iter(with_nan.items()))
-    more = f" (and {len(with_nan) - 1} more column(s))" if len(with_nan) > 1 else ""
-    raise SchemaError(
-        f"column '{c}' has {n} missing value(s){more}; drop those rows first or use "
-        "nan_policy='drop' (--drop-missing on the command line)"
-    )
-
-
 def _describe(c: Column) -> str:
     if isinstance(c, NumericColumn):
         kind = "integer" if c.integer else "numeric"
@@ -474,127 +446,3 @@ def _column_from_dict(raw: Any, index: int) -> Column:
             raise SchemaError(f"{where}: field 'categories' must be a list")
         return CategoricalColumn(name=name, categories=tuple(cats), fallback=raw.get("fallback"))
     raise SchemaError(f"{where}: kind must be 'numeric' or 'categorical', got {kind!r}")
-
-
-def _conform_numeric(col: NumericColumn, series: pd.Series) -> pd.Series:
-    if pd.api.types.is_bool_dtype(series.dtype):
-        raise SchemaError(f"column '{col.name}' is numeric in the schema but holds true/false values")
-    if pd.api.types.is_numeric_dtype(series.dtype):
-        values = series.astype("float64")
-    else:
-        values = pd.to_numeric(series, errors="coerce")
-        bad = values.isna() & series.notna()
-        if bad.any():
-            first = series[bad].iloc[0]
-            raise SchemaError(
-                f"column '{col.name}' is numeric but holds text: {first!r} "
-                f"({int(bad.sum())} row(s), first at row {series[bad].index[0]!r})"
-            )
-        values = values.astype("float64")
-    if not np.isfinite(values.to_numpy()).all():
-        raise SchemaError(f"column '{col.name}' holds infinite values")
-    if col.integer:
-        return values.round().astype("int64")
-    return values
-
-
-def _conform_categorical(col: CategoricalColumn, series: pd.Series) -> pd.Series:
-    lookup = {_key(c): c for c in col.categories}
-    keys = series.map(_key)
-    known = keys.isin(list(lookup))
-    if not known.all():
-        if col.fallback is None:
-            unknown = series[~known]
-            values = sorted({repr(v) for v in unknown.unique()})[:5]
-            raise SchemaError(
-                f"column '{col.name}' holds {', '.join(values)}, not among its categories "
-                f"{list(col.categories)!r} ({int((~known).sum())} row(s))"
-            )
-        keys = keys.where(known, _key(col.fallback))
-    mapped = keys.map(lookup)
-    if col.category_type is bool:
-        return mapped.astype(bool)
-    if col.category_type is int:
-        return mapped.astype("int64")
-    return mapped.astype(object)
-
-
-def infer_schema(
-    df: pd.DataFrame,
-    target: str | None = None,
-    *,
-    categorical: Iterable[str] = (),
-    integer: Iterable[str] = (),
-    log_scale: Iterable[str] = (),
-    max_categories: int = 1000,
-) -> Schema:
-    """Infer a schema from a table (``source="data"``).
-
-    Numeric dtypes become numeric columns with the observed minimum and maximum
-    (``integer`` when the dtype is an integer dtype or the column is listed in
-    ``integer``); every other dtype, the class column and the columns listed in
-    ``categorical`` become categorical with their sorted observed values. Numeric columns
-    listed in ``log_scale`` get ``scale="log"`` (skewed columns: see :class:`NumericColumn`).
-
-    Warning: bounds and categories inferred from private data are functions of that data
-    and are *not* protected by differential privacy. Declare the schema in public for a
-    real federation.
-    """
-    if not isinstance(df, pd.DataFrame):
-        raise SchemaError(f"expected a pandas DataFrame, got {type(df).__name__}")
-    if len(df) == 0:
-        raise SchemaError("the table is empty (no rows)")
-    if target is not None and target not in df.columns:
-        raise SchemaError(
-            f"class column '{target}' is not in the table (it has: {', '.join(map(str, df.columns))})"
-        )
-    categorical = set(categorical)
-    integer = set(integer)
-    log_scale = set(log_scale)
-    for name in categorical | integer | log_scale:
-        if name not in df.columns:
-            raise SchemaError(f"column '{name}' is not in the table")
-    columns: list[Column] = []
-    for name in df.columns:
-        s = df[name]
-        if s.isna().all():
-            raise SchemaError(f"column '{name}' has no values (all missing)")
-        s = s.dropna()
-        is_num = pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype)
-        if is_num and name != target and name not in categorical:
-            as_int = pd.api.types.is_integer_dtype(s.dtype) or name in integer
-            columns.append(
-                NumericColumn(str(name), float(s.min()), float(s.max()), integer=bool(as_int),
-                              scale="log" if name in log_scale else "linear")
-            )
-            continue
-        if name in log_scale:
-            raise SchemaError(f"column '{name}' is listed in log_scale but is not numeric")
-        values = list(pd.unique(s))
-        if len(values) > max_categories:
-            raise SchemaError(
-                f"column '{name}' has {len(values)} distinct values (more than max_categories="
-                f"{max_categories}); is it numeric text? declare it in a schema"
-            )
-        cats = _sorted_categories(values)
-        columns.append(CategoricalColumn(str(name), tuple(cats)))
-    return Schema(tuple(columns), target=target, source="data")
-
-
-def _sorted_categories(values: Sequence[Any]) -> list[Category]:
-    out: list[Category] = []
-    for v in values:
-        if isinstance(v, (bool, np.bool_)):
-            out.append(bool(v))
-        elif isinstance(v, (int, np.integer)) or (
-            isinstance(v, (float, np.floating)) and float(v).is_integer()
-        ):
-            out.append(int(v))
-        else:
-            out.append(str(v))
-    if len({type(v) for v in out}) > 1:
-        out = [str(v) for v in out]
-    try:
-        return sorted(out)  # type: ignore[type-var]
-    except TypeError:
-        return sorted(out, key=str)

@@ -11,31 +11,40 @@ large balanced synthetic table, the size sweep selected on the real *train* spli
 histogram gradient boosting trained on the selected prefix. Table III: a synthetic table
 with as many rows as the train split (following the released class sizes), the
 real-vs-synthetic discriminators (10-fold CV), KLD, TLD and pairwise fidelity. The test
-split is read only for the final scores.
+split is read only for the final scores (and, for the plots only, to score the models
+the size sweep fitted anyway).
+
+Every (dataset, seed) is independent: :func:`reproduce` runs them in ``jobs`` worker
+processes (each on one thread) and puts the rows back in (dataset, seed) order, so the
+numbers do not depend on ``jobs``.
 """
 
 from __future__ import annotations
 
-import json
 import math
+import os
 import time
 import warnings
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from threedgl.errors import ThreedglError
-from threedgl.evaluation import paper
+from threedgl import datasets
+from threedgl.errors import ThreedglError, check_int
 from threedgl.evaluation.discriminator import discriminator_scores
 from threedgl.evaluation.divergence import feature_kld, tld
 from threedgl.evaluation.fidelity import pairwise_fidelity
 from threedgl.evaluation.sweep import SweepResult, interleave_classes, size_sweep
 from threedgl.evaluation.utility import utility_scores
+from threedgl.model.base import BaseGenerator
+from threedgl.model.registry import create_generator
+from threedgl.privacy.ledger import unrecorded
+from threedgl.threads import init_worker, limit_threads
 
 #: Generators compared in every table: name → (kind, ε, mode). "DDP-βVAE" is our default
 #: (anchored) model with its chosen settings; "paper" is the paper's model with Table I.
@@ -67,10 +76,16 @@ class ReproduceConfig:
     balance: str = "select"
     #: Cap on train rows (stratified subsample of the train split; the test split is whole).
     max_train_rows: int | None = None
+    #: Worker processes for the (dataset, seed) runs (default: the CPUs, at most 2).
+    jobs: int | None = None
 
     def __post_init__(self) -> None:
         if self.quick and self.max_train_rows is None:
             self.max_train_rows = 5000
+
+    def n_jobs(self, tasks: int) -> int:
+        jobs = self.jobs if self.jobs is not None else min(2, os.cpu_count() or 1)
+        return max(1, min(check_int("jobs", jobs, low=1), tasks))
 
 
 @dataclass
@@ -90,20 +105,18 @@ def split(frame: pd.DataFrame, target: str, seed: int) -> tuple[pd.DataFrame, pd
     return train.reset_index(drop=True), test.reset_index(drop=True)
 
 
-def _make_generator(kind: str, epsilon: float, mode: str, dataset: str, seed: int,
-                    epochs: int | None, overrides: dict[str, Any] | None = None):  # type: ignore[no-untyped-def]
-    from threedgl.model.ddp_betavae import DDPBetaVAE
-    from threedgl.model.marginals import DPMarginals
-
+def make_generator(kind: str, epsilon: float, mode: str, dataset: str, seed: int,
+                   epochs: int | None, overrides: dict[str, Any] | None = None) -> BaseGenerator:
+    """One of the compared generators (see :data:`GENERATORS`), unfitted."""
     if kind == "dp-marginals":
-        return DPMarginals(epsilon=epsilon, random_state=seed)
+        return create_generator(kind, epsilon=epsilon, random_state=seed)
     params: dict[str, Any] = {"epsilon": epsilon, "random_state": seed, **(overrides or {})}
     if epochs is not None:
         params["epochs"] = epochs
     if mode == "paper":
-        return DDPBetaVAE.from_preset(dataset, **params)
+        return create_generator(kind, dataset, **params)
     params.pop("categorical", None)  # a paper-mode option
-    return DDPBetaVAE(**params)
+    return create_generator(kind, **params)
 
 
 def run_dataset(
@@ -114,10 +127,9 @@ def run_dataset(
 ) -> tuple[list[dict[str, Any]], dict[str, SweepResult], tuple[pd.DataFrame, pd.DataFrame]]:
     """Every row of Tables II and III for one dataset and one seed.
 
-    Also returns the sweep curves and (real train, DDP-βVAE sample) for the plots.
+    Also returns the sweep curves on the test split (for the plots: the scores of the
+    models the selection fitted anyway) and (real train, DDP-βVAE sample) for the plots.
     """
-    from threedgl import datasets
-
     ds = datasets.load(name)
     train, test = split(ds.frame, ds.target, seed)
     if config.max_train_rows is not None and len(train) > config.max_train_rows:
@@ -138,20 +150,18 @@ def run_dataset(
         if progress:
             progress(f"{name} seed {seed}: training {gen_name}")
         t0 = time.perf_counter()
-        gen = _make_generator(kind, eps, mode, name, seed, config.epochs, config.overrides)
+        gen = make_generator(kind, eps, mode, name, seed, config.epochs, config.overrides)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             gen.fit(train, target=ds.target, schema=ds.schema)
         fit_seconds = time.perf_counter() - t0
         if progress:
             progress(f"{name} seed {seed}: size sweep for {gen_name}")
-        synthetic, sweep, balance = select_synthetic(gen, train, ds.schema, pos, seed, config)
+        synthetic, sweep, balance = select_synthetic(gen, train, ds.schema, pos, seed, config,
+                                                     report_df=test)
         chosen = sweep.best_prefix(synthetic)
         # For the plot only (never for selection): the test score of each prefix tried.
-        test_curve = [utility_scores(synthetic.iloc[:size], test, ds.schema, positive_label=pos,
-                                     random_state=seed)["accuracy"] for size in sweep.sizes]
-        sweeps[gen_name] = SweepResult(sweep.sizes, tuple(test_curve), sweep.best_size,
-                                       test_curve[sweep.sizes.index(sweep.best_size)], "test accuracy")
+        sweeps[gen_name] = sweep.report_curve("test accuracy")
         for model in ("logreg", "hgb"):
             scores = utility_scores(chosen, test, ds.schema, model=model, positive_label=pos,
                                     random_state=seed)
@@ -187,13 +197,15 @@ def run_dataset(
 
 
 def select_synthetic(
-    gen: Any, train: pd.DataFrame, schema: Any, pos: Any, seed: int, config: ReproduceConfig
+    gen: Any, train: pd.DataFrame, schema: Any, pos: Any, seed: int, config: ReproduceConfig,
+    *, report_df: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, SweepResult, str]:
     """Sample once, sweep the size on the real train split; return the table and its sweep.
 
     ``config.balance`` is ``"balanced"`` (the paper: equal rows per class), ``"released"``
     (the class sizes the generator releases) or ``"select"``: both are swept and the one
     with the better score *on the train split* is kept (never the test split).
+    ``report_df`` is passed to :func:`size_sweep` (its scores are for plots only).
     """
     n_pool = int(min(config.max_synthetic, max(4 * len(train), 4000)))
     choices = ["balanced", "released"] if config.balance == "select" else [config.balance]
@@ -202,7 +214,7 @@ def select_synthetic(
         table = gen.sample(n_pool, balanced=choice == "balanced", random_state=seed + 1)
         table = interleave_classes(table, schema, random_state=seed)
         sweep = size_sweep(table, train, schema, metric="accuracy", positive_label=pos,
-                           random_state=seed)
+                           random_state=seed, report_df=report_df)
         if best is None or sweep.best_score > best[1].best_score:
             best = (table, sweep, choice)
     assert best is not None
@@ -213,139 +225,59 @@ def _scores(s: dict[str, Any]) -> dict[str, float]:
     return {"accuracy": 100 * s["accuracy"], "f1": 100 * s["f1"], "auc": 100 * s["auc"]}
 
 
-def reproduce(config: ReproduceConfig, progress: Progress | None = None) -> ReproduceResult:
-    from threedgl import datasets
+def mp_context() -> Any:
+    """Worker processes start from a fresh server process (never a fork of a process that
+    has torch's threads running): forkserver on Linux, spawn elsewhere."""
+    import multiprocessing
+    import sys
 
-    unknown = [d for d in config.datasets if d not in datasets.NAMES]
+    if sys.platform.startswith("linux") and "forkserver" in multiprocessing.get_all_start_methods():
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["threedgl.experiments.reproduce"])
+        return ctx
+    return multiprocessing.get_context("spawn")
+
+
+def check_datasets(names: Sequence[str]) -> None:
+    unknown = [d for d in names if d not in datasets.NAMES]
     if unknown:
-        raise ThreedglError(f"unknown dataset(s) {', '.join(unknown)}; choose from {', '.join(datasets.NAMES)}")
+        raise ThreedglError(
+            f"unknown dataset(s) {', '.join(unknown)}; choose from {', '.join(datasets.NAMES)}"
+        )
+
+
+@unrecorded
+def reproduce(config: ReproduceConfig, progress: Progress | None = None) -> ReproduceResult:
+    """Tables II and III: every (dataset, seed) run, in ``config.n_jobs`` processes."""
+    check_datasets(config.datasets)
     if config.seeds < 1:
         raise ThreedglError(f"--seeds must be at least 1, got {config.seeds}")
+    tasks = [(name, seed) for name in config.datasets for seed in range(config.seeds)]
+    jobs = config.n_jobs(len(tasks))
     result = ReproduceResult()
     start = time.perf_counter()
-    for name in config.datasets:
-        for seed in range(config.seeds):
-            rows, sweeps, pair = run_dataset(name, seed, config, progress)
-            result.rows.extend(rows)
-            if seed == 0:
-                result.sweeps[name] = sweeps
-                result.marginals[name] = pair
+    outputs: dict[tuple[str, int], Any] = {}
+    if jobs == 1:
+        with limit_threads(1, torch=True):
+            for task in tasks:
+                outputs[task] = run_dataset(*task, config, progress)
+    else:
+        # Largest datasets first, so that the last task to finish is a small one.
+        order = sorted(tasks, key=lambda t: -len(datasets.load(t[0]).frame))
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=mp_context(),
+                                 initializer=init_worker) as pool:
+            futures = {pool.submit(run_dataset, *task, config): task for task in order}
+            for done, future in enumerate(as_completed(futures), start=1):
+                task = futures[future]
+                outputs[task] = future.result()
+                if progress:
+                    progress(f"Tables II and III: {done} of {len(tasks)} runs done "
+                             f"({task[0]} seed {task[1]}), {jobs} processes")
+    for name, seed in tasks:  # (dataset, seed) order, whatever the order they finished in
+        rows, sweeps, pair = outputs[(name, seed)]
+        result.rows.extend(rows)
+        if seed == 0:
+            result.sweeps[name] = sweeps
+            result.marginals[name] = pair
     result.seconds = time.perf_counter() - start
     return result
-
-
-def _mean_std(df: pd.DataFrame, column: str) -> tuple[float, float]:
-    values = df[column].astype(float)
-    return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0
-
-
-def _fmt(mean: float, std: float) -> str:
-    return f"{mean:.2f} ± {std:.2f}"
-
-
-def _cell(mean: float, std: float, ref: float | None, digits: int = 2) -> str:
-    ours = f"{mean:.{digits}f} ± {std:.{digits}f}"
-    if ref is None:
-        return ours
-    return f"{ours} (paper {ref:.2f}, Δ {mean - ref:+.2f})"
-
-
-def table_ii(results: pd.DataFrame, model: str = "logreg") -> pd.DataFrame:
-    """Table II: ours (mean ± std over seeds) beside the paper's number and the difference."""
-    out = []
-    for name in dict.fromkeys(results["dataset"]):
-        d = results[(results["dataset"] == name) & (results["model"] == model)]
-        for source in dict.fromkeys(d["source"]):
-            s = d[d["source"] == source]
-            row: dict[str, Any] = {"dataset": name, "source": source}
-            key = "real" if source == "Real" else ("synth" if source in COMPARED else None)
-            for i, metric in enumerate(("accuracy", "f1", "auc")):
-                mean, std = _mean_std(s, metric)
-                ref = None
-                if key is not None and model == "logreg" and name in paper.TABLE_II:
-                    ref = paper.TABLE_II[name][key][i]
-                row[metric] = _cell(mean, std, ref)
-            if source == "Real":
-                row["synthetic size"] = ""
-            else:
-                mix = s["balance"].value_counts().idxmax() if "balance" in s else ""
-                row["synthetic size"] = f"{s['synthetic_size'].mean():.0f} ({mix})"
-            out.append(row)
-    return pd.DataFrame(out)
-
-
-def table_iii(results: pd.DataFrame) -> pd.DataFrame:
-    """Table III: the discriminator, KLD and TLD, beside the paper (plus HGB AUC, fidelity)."""
-    out = []
-    d = results[results["model"] == "discriminator"]
-    for name in dict.fromkeys(d["dataset"]):
-        for source in dict.fromkeys(d[d["dataset"] == name]["source"]):
-            s = d[(d["dataset"] == name) & (d["source"] == source)]
-            row: dict[str, Any] = {"dataset": name, "source": source}
-            ref = paper.TABLE_III.get(name) if source in COMPARED else None
-            for i, (col, label) in enumerate((("disc_accuracy", "accuracy"), ("disc_f1", "f1"),
-                                              ("disc_auc", "auc"), ("kld", "kld"), ("tld", "tld"))):
-                mean, std = _mean_std(s, col)
-                digits = 3 if col in ("kld", "tld") else 2
-                row[label] = _cell(mean, std, ref[i] if ref else None, digits)
-            mean, std = _mean_std(s, "disc_hgb_auc")
-            row["hgb disc. auc"] = _cell(mean, std, None)
-            mean, std = _mean_std(s, "pairwise_fidelity")
-            row["pairwise Δ"] = _cell(mean, std, None, 3)
-            out.append(row)
-    return pd.DataFrame(out)
-
-
-def to_markdown(df: pd.DataFrame) -> str:
-    cols = list(df.columns)
-    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
-    for _, row in df.iterrows():
-        lines.append("| " + " | ".join(_text(row[c]) for c in cols) + " |")
-    return "\n".join(lines)
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, float):
-        return "" if value != value else f"{value:.2f}"
-    return str(value)
-
-
-def write_outputs(result: ReproduceResult, out: Path, extra_tables: dict[str, pd.DataFrame] | None = None) -> list[Path]:
-    """Markdown, CSV, JSON and PNG plots into ``out``."""
-    from threedgl.evaluation.plotting import plot_sweep
-    from threedgl.schema.io import atomic_write_text
-
-    out.mkdir(parents=True, exist_ok=True)
-    frame = result.frame()
-    written: list[Path] = []
-    tables: dict[str, pd.DataFrame] = {}
-    if len(frame):
-        tables = {"table_ii": table_ii(frame), "table_ii_hgb": table_ii(frame, model="hgb"),
-                  "table_iii": table_iii(frame)}
-    tables.update(extra_tables or {})
-    md = ["# threedgl reproduction\n"]
-    for key, table in tables.items():
-        md.append(f"## {key}\n\n{to_markdown(table)}\n")
-        path = out / f"{key}.csv"
-        atomic_write_text(path, table.to_csv(index=False))
-        written.append(path)
-    atomic_write_text(out / "tables.md", "\n".join(md))
-    atomic_write_text(out / "results.csv", frame.to_csv(index=False))
-    atomic_write_text(out / "results.json", json.dumps(
-        {"rows": frame.to_dict(orient="records"),
-         "sweeps": {d: {g: s.to_dict() for g, s in sw.items()} for d, sw in result.sweeps.items()}},
-        indent=2, default=float))
-    written += [out / "tables.md", out / "results.csv", out / "results.json"]
-    from threedgl import datasets
-    from threedgl.evaluation.plotting import plot_marginals
-
-    for name, sweeps in result.sweeps.items():
-        path = out / f"sweep-{name}.png"
-        plot_sweep(sweeps, path, title=f"{name}: test accuracy vs synthetic size (selected on train)")
-        written.append(path)
-    for name, (real, synth) in result.marginals.items():
-        schema = datasets.load(name).schema
-        path = out / f"marginals-{name}.png"
-        plot_marginals(real, synth, schema, [c.name for c in schema.features][:4], path)
-        written.append(path)
-    return written

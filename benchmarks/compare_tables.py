@@ -1,0 +1,94 @@
+"""Compare a reproduction's Tables II and III with the ones recorded in README.md.
+
+    python benchmarks/compare_tables.py runs/full            # the run's table_*.csv files
+
+README.md holds each table between markers (``<!-- table-ii -->`` ... ``<!-- /table-ii -->``,
+also ``table-ii-hgb`` and ``table-iii``). Every cell is ``mean ± std`` (with the paper's
+number in brackets for some rows); for every (dataset, source, metric) this prints the new
+mean minus the recorded one, in points and in units of the recorded std over seeds, and
+says whether the two agree within seed noise: |Δ| ≤ max(std, 0.05), with std the recorded
+standard deviation over seeds (two 5-seed means of the same experiment with independent
+noise differ by about std · √(2/5) ≈ 0.63 std; with the same seeds they should be equal up
+to floating-point differences).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+MARKERS = {"table_ii": "table-ii", "table_ii_hgb": "table-ii-hgb", "table_iii": "table-iii"}
+CELL = re.compile(r"^\s*(-?[\d.]+) ± ([\d.]+)")
+
+
+def readme_table(readme: str, marker: str) -> pd.DataFrame:
+    m = re.search(rf"<!-- {re.escape(marker)} -->\n(.*?)\n<!-- /{re.escape(marker)} -->", readme,
+                  re.S)
+    if m is None:
+        raise SystemExit(f"README.md has no <!-- {marker} --> table")
+    lines = [line for line in m.group(1).splitlines() if line.startswith("|")]
+    head = [c.strip() for c in lines[0].strip("|").split("|")]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:]]
+    return pd.DataFrame(rows, columns=head)
+
+
+def cells(df: pd.DataFrame) -> dict[tuple[str, str, str], tuple[float, float]]:
+    out = {}
+    for _, row in df.iterrows():
+        for col in df.columns:
+            if col in ("dataset", "source"):
+                continue
+            m = CELL.match(str(row[col]))
+            if m:
+                out[(row["dataset"], row["source"], col)] = (float(m.group(1)), float(m.group(2)))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("run", type=Path, help="output directory of 3dgl reproduce")
+    parser.add_argument("--readme", type=Path, default=Path(__file__).parent.parent / "README.md")
+    parser.add_argument("--all", action="store_true", help="print every cell, not a summary")
+    args = parser.parse_args(argv)
+    readme = args.readme.read_text(encoding="utf-8")
+    total = agree = 0
+    worst: list[tuple[float, str]] = []
+    for key, marker in MARKERS.items():
+        path = args.run / f"{key}.csv"
+        if not path.exists():
+            print(f"{path}: missing, skipped")
+            continue
+        before = cells(readme_table(readme, marker))
+        after = cells(pd.read_csv(path, dtype=str).fillna(""))
+        for cell, (mean0, std0) in before.items():
+            if cell not in after:
+                continue
+            mean1, _ = after[cell]
+            delta = mean1 - mean0
+            ok = abs(delta) <= max(std0, 0.05)
+            total += 1
+            agree += ok
+            units = abs(delta) / std0 if std0 > 0 else (0.0 if delta == 0 else float("inf"))
+            line = (f"{key:13} {cell[0]:13} {cell[1]:24} {cell[2]:15} "
+                    f"before {mean0:8.3f} ± {std0:6.3f}  after {mean1:8.3f}  Δ {delta:+7.3f} "
+                    f"({units:4.2f} std) {'ok' if ok else 'OUTSIDE'}")
+            worst.append((units, line))
+            if args.all:
+                print(line)
+    worst.sort(reverse=True)
+    if not args.all:
+        print("largest differences, in units of the recorded std over seeds:")
+        for _, line in worst[:10]:
+            print("  " + line)
+    exact = sum(1 for units, _ in worst if units == 0.0)
+    print(f"{agree} of {total} cells within max(std, 0.05) of the recorded mean; "
+          f"{exact} identical to the printed digits")
+    return 0 if agree == total else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,233 @@
+"""The tables of the reproduction, ours beside the paper's (Tables II to V).
+
+Tables II and III come from the rows of :func:`threedgl.experiments.reproduce.reproduce`
+(mean ± std over seeds, the paper's number and our difference in brackets); Tables IV and
+V from the 3DGL simulation's results (:func:`tables_iv_v`). :func:`summary_tables` gives
+the compact versions the terminal prints (under 100 columns).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from threedgl.evaluation.utility import METRICS
+from threedgl.experiments.paper import TABLE_II, TABLE_III, TABLE_IV, TABLE_V
+from threedgl.experiments.reproduce import COMPARED, MAIN, PAPER
+from threedgl.federation.paper import TABLE_IV_COLUMNS, TABLE_V_COLUMNS
+
+if TYPE_CHECKING:
+    from threedgl.federation.simulation import SimulationResult
+
+__all__ = ["summary_tables", "table_ii", "table_iii", "tables_iv_v"]
+
+METRIC_TITLES: dict[str, str] = {"accuracy": "Accuracy", "f1": "F1", "auc": "AUC"}
+COLUMN_TITLES: dict[str, str] = {
+    "real": "Real",
+    "fold_fold": "Synth(Fold-Fold)",
+    "fold_test": "Synth(Fold-Test)",
+    "test_test": "Synth(Test-Test)",
+}
+
+
+def _mean_std(df: pd.DataFrame, column: str) -> tuple[float, float]:
+    values = df[column].astype(float)
+    return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0
+
+
+def _fmt(mean: float, std: float) -> str:
+    return f"{mean:.2f} ± {std:.2f}"
+
+
+def _cell(mean: float, std: float, ref: float | None, digits: int = 2) -> str:
+    ours = f"{mean:.{digits}f} ± {std:.{digits}f}"
+    if ref is None:
+        return ours
+    return f"{ours} (paper {ref:.2f}, Δ {mean - ref:+.2f})"
+
+
+def table_ii(results: pd.DataFrame, model: str = "logreg") -> pd.DataFrame:
+    """Table II: ours (mean ± std over seeds) beside the paper's number and the difference."""
+    out = []
+    for name in dict.fromkeys(results["dataset"]):
+        d = results[(results["dataset"] == name) & (results["model"] == model)]
+        for source in dict.fromkeys(d["source"]):
+            s = d[d["source"] == source]
+            row: dict[str, Any] = {"dataset": name, "source": source}
+            key = "real" if source == "Real" else ("synth" if source in COMPARED else None)
+            for i, metric in enumerate(("accuracy", "f1", "auc")):
+                mean, std = _mean_std(s, metric)
+                ref = None
+                if key is not None and model == "logreg" and name in TABLE_II:
+                    ref = TABLE_II[name][key][i]
+                row[metric] = _cell(mean, std, ref)
+            if source == "Real":
+                row["synthetic size"] = ""
+            else:
+                mix = s["balance"].value_counts().idxmax() if "balance" in s else ""
+                row["synthetic size"] = f"{s['synthetic_size'].mean():.0f} ({mix})"
+            out.append(row)
+    return pd.DataFrame(out)
+
+
+def table_iii(results: pd.DataFrame) -> pd.DataFrame:
+    """Table III: the discriminator, KLD and TLD, beside the paper (plus HGB AUC, fidelity)."""
+    out = []
+    d = results[results["model"] == "discriminator"]
+    for name in dict.fromkeys(d["dataset"]):
+        for source in dict.fromkeys(d[d["dataset"] == name]["source"]):
+            s = d[(d["dataset"] == name) & (d["source"] == source)]
+            row: dict[str, Any] = {"dataset": name, "source": source}
+            ref = TABLE_III.get(name) if source in COMPARED else None
+            for i, (col, label) in enumerate((("disc_accuracy", "accuracy"), ("disc_f1", "f1"),
+                                              ("disc_auc", "auc"), ("kld", "kld"), ("tld", "tld"))):
+                mean, std = _mean_std(s, col)
+                digits = 3 if col in ("kld", "tld") else 2
+                row[label] = _cell(mean, std, ref[i] if ref else None, digits)
+            mean, std = _mean_std(s, "disc_hgb_auc")
+            row["hgb disc. auc"] = _cell(mean, std, None)
+            mean, std = _mean_std(s, "pairwise_fidelity")
+            row["pairwise Δ"] = _cell(mean, std, None, 3)
+            out.append(row)
+    return pd.DataFrame(out)
+
+
+def _table(
+    results_by_dataset: Mapping[str, SimulationResult],
+    paper: Mapping[str, Mapping[str, tuple[float, float, float]]],
+    columns: Mapping[str, str],
+) -> pd.DataFrame:
+    names = list(dict.fromkeys([*paper, *results_by_dataset]))
+    rows: list[dict[str, Any]] = []
+    for name in names:
+        row: dict[str, Any] = {"dataset": name}
+        ours = results_by_dataset[name].summary() if name in results_by_dataset else None
+        for m_i, metric in enumerate(METRICS):
+            for col, scenario in columns.items():
+                title = f"{METRIC_TITLES[metric]} {COLUMN_TITLES[col]}"
+                ref = paper.get(name, {}).get(col)
+                row[f"{title} paper"] = ref[m_i] if ref is not None else float("nan")
+                row[f"{title} ours"] = (
+                    _float(ours.loc[scenario, metric]) if ours is not None else float("nan")
+                )
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    # The paper's last row: mean gain of each synthetic column over Real.
+    gain: dict[str, Any] = {"dataset": "mean gain vs Real"}
+    for metric in METRICS:
+        for col in columns:
+            title = f"{METRIC_TITLES[metric]} {COLUMN_TITLES[col]}"
+            for who in ("paper", "ours"):
+                if col == "real":
+                    gain[f"{title} {who}"] = float("nan")
+                    continue
+                real = table[f"{METRIC_TITLES[metric]} {COLUMN_TITLES['real']} {who}"]
+                gain[f"{title} {who}"] = float((table[f"{title} {who}"] - real).mean())
+    return pd.concat([table, pd.DataFrame([gain])], ignore_index=True)
+
+
+def tables_iv_v(
+    results_by_dataset: Mapping[str, SimulationResult],
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Tables IV and V: for every dataset (the paper's five, then any other we ran) and
+    every metric and column, the paper's number beside ours (``"<Metric> <Column> paper"``
+    and ``"... ours"``, in %; NaN where one side has no number). The last row holds the
+    mean gain over Real (over the datasets that have numbers), like the paper's last row.
+    """
+    return (
+        _table(results_by_dataset, TABLE_IV, TABLE_IV_COLUMNS),
+        _table(results_by_dataset, TABLE_V, TABLE_V_COLUMNS),
+    )
+
+
+# -- the terminal's summary (fits 100 columns) -----------------------------------------------
+SHORT_SOURCES: dict[str, str] = {
+    "Real": "Real",
+    MAIN: "DDP-βVAE",
+    PAPER: "paper mode",
+    "DP marginals (ε=1.9)": "DP marg.",
+    "βVAE, no DP (ε=∞)": "no DP",
+}
+
+
+def _ms(values: pd.Series, digits: int = 1) -> str:
+    v = values.astype(float)
+    if len(v) == 0 or v.isna().all():
+        return ""
+    if len(v) == 1:
+        return f"{float(v.iloc[0]):.{digits}f}"
+    return f"{float(v.mean()):.{digits}f}±{float(v.std(ddof=1)):.{digits}f}"
+
+
+def summary_tables(
+    results: pd.DataFrame, extra: Mapping[str, pd.DataFrame] | None = None
+) -> dict[str, pd.DataFrame]:
+    """Compact tables for the terminal: Table II's logistic-regression accuracy per source
+    (the paper's Synth beside), Table III's discriminator AUC, Tables IV and V's mean gains
+    and the privacy table's largest attack AUC per ε. Every cell is short."""
+    out: dict[str, pd.DataFrame] = {}
+    if len(results):
+        d = results[results["model"] == "logreg"]
+        rows = []
+        for name in dict.fromkeys(d["dataset"]):
+            row: dict[str, Any] = {"dataset": name}
+            for source in dict.fromkeys(d["source"]):
+                row[SHORT_SOURCES.get(source, source)] = _ms(
+                    d[(d["dataset"] == name) & (d["source"] == source)]["accuracy"])
+            row["paper Synth"] = (f"{TABLE_II[name]['synth'][0]:.1f}" if name in TABLE_II
+                                  else "")
+            rows.append(row)
+        out["Table II: accuracy (%), logistic regression on the test split"] = pd.DataFrame(rows)
+        disc = results[results["model"] == "discriminator"]
+        if len(disc):
+            rows = []
+            for name in dict.fromkeys(disc["dataset"]):
+                row = {"dataset": name}
+                for source in dict.fromkeys(disc["source"]):
+                    s = disc[(disc["dataset"] == name) & (disc["source"] == source)]
+                    row[SHORT_SOURCES.get(source, source)] = _ms(s["disc_auc"])
+                row["paper"] = f"{TABLE_III[name][2]:.1f}" if name in TABLE_III else ""
+                rows.append(row)
+            out["Table III: discriminator AUC (%), 50 = indistinguishable"] = pd.DataFrame(rows)
+    for key, title in (("table_v", "Table V, our DDP-βVAE"),
+                       ("table_v_paper", "Table V, paper mode")):
+        table = (extra or {}).get(key)
+        if table is None or not len(table):
+            continue
+        rows = []
+        for _, r in table.iterrows():
+            rows.append({
+                "dataset": r["dataset"],
+                "acc local": _num(r["Accuracy Real ours"]),
+                "acc Fold-Test": _num(r["Accuracy Synth(Fold-Test) ours"]),
+                "(paper)": _num(r["Accuracy Synth(Fold-Test) paper"]),
+                "F1 local": _num(r["F1 Real ours"]),
+                "F1 Fold-Test": _num(r["F1 Synth(Fold-Test) ours"]),
+                "(paper) ": _num(r["F1 Synth(Fold-Test) paper"]),
+            })
+        out[f"{title}: 10 clients, pool rows scored on the test set (%)"] = pd.DataFrame(rows)
+    privacy = (extra or {}).get("privacy")
+    if privacy is not None and len(privacy):
+        g = privacy.groupby(["dataset", "mode", "setting", "epsilon"], sort=False)["auc"].max()
+        wide = g.unstack("epsilon")
+        wide.columns = [f"ε={c:g}" for c in wide.columns]
+        wide = wide.reset_index()
+        for c in wide.columns[3:]:
+            wide[c] = wide[c].map(lambda v: f"{v:.2f}")
+        out["Privacy: best attack AUC (0.5 = guessing)"] = wide
+    return out
+
+
+def _float(value: Any) -> float:
+    return float(value)
+
+
+def _num(v: Any) -> str:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return str(v)
+    return "" if math.isnan(f) else f"{f:.1f}"

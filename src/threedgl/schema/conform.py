@@ -1,0 +1,100 @@
+"""Conforming a table's values to a schema's columns (what :meth:`Schema.validate` does per
+column) and the missing-value policy."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from threedgl.errors import SchemaError
+
+if TYPE_CHECKING:
+    from threedgl.schema.schema import CategoricalColumn, NanPolicy, NumericColumn
+
+__all__ = ["apply_nan_policy"]
+
+
+def _key(value: object) -> str:
+    """The string a category is matched by (so ``1``, ``"1"`` and ``1.0`` match)."""
+    if isinstance(value, (bool, np.bool_)):
+        return "True" if value else "False"
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
+
+
+
+def apply_nan_policy(table: pd.DataFrame, nan_policy: NanPolicy = "error") -> pd.DataFrame:
+    """Apply the missing-value policy to a table (used by :meth:`Schema.validate` and the CLI).
+
+    ``"error"`` raises a :class:`SchemaError` naming the first column with missing values
+    and how many rows; ``"drop"`` returns the table without the rows that have one.
+    """
+    if nan_policy not in ("error", "drop"):
+        raise SchemaError(f"nan_policy must be 'error' or 'drop', got {nan_policy!r}")
+    nan_counts = {str(c): int(table[c].isna().sum()) for c in table.columns}
+    with_nan = {c: n for c, n in nan_counts.items() if n}
+    if not with_nan:
+        return table
+    if nan_policy == "drop":
+        table = table.dropna(axis=0, how="any")
+        if len(table) == 0:
+            raise SchemaError("every row has a missing value; nothing is left after dropping")
+        return table
+    c, n = next(iter(with_nan.items()))
+    more = f" (and {len(with_nan) - 1} more column(s))" if len(with_nan) > 1 else ""
+    raise SchemaError(
+        f"column '{c}' has {n} missing value(s){more}; drop those rows first or use "
+        "nan_policy='drop' (--drop-missing on the command line)"
+    )
+
+
+def _conform_numeric(col: NumericColumn, series: pd.Series) -> pd.Series:
+    if pd.api.types.is_bool_dtype(series.dtype):
+        raise SchemaError(f"column '{col.name}' is numeric in the schema but holds true/false values")
+    if pd.api.types.is_numeric_dtype(series.dtype):
+        values = series.astype("float64")
+    else:
+        values = pd.to_numeric(series, errors="coerce")
+        bad = values.isna() & series.notna()
+        if bad.any():
+            first = series[bad].iloc[0]
+            raise SchemaError(
+                f"column '{col.name}' is numeric but holds text: {first!r} "
+                f"({int(bad.sum())} row(s), first at row {series[bad].index[0]!r})"
+            )
+        values = values.astype("float64")
+    if not np.isfinite(values.to_numpy()).all():
+        raise SchemaError(f"column '{col.name}' holds infinite values")
+    if col.integer:
+        return values.round().astype("int64")
+    return values
+
+
+def _conform_categorical(col: CategoricalColumn, series: pd.Series) -> pd.Series:
+    # Matched per distinct value (then spread to the rows): the tables are long and have
+    # few distinct values per column.
+    lookup = {_key(c): c for c in col.categories}
+    codes, uniques = pd.factorize(series, use_na_sentinel=False)
+    ukeys = [_key(u) for u in uniques]
+    uknown = np.array([k in lookup for k in ukeys], dtype=bool)
+    if not uknown.all():
+        known = uknown[codes]
+        if col.fallback is None:
+            unknown = series[~known]
+            values = sorted({repr(v) for v in unknown.unique()})[:5]
+            raise SchemaError(
+                f"column '{col.name}' holds {', '.join(values)}, not among its categories "
+                f"{list(col.categories)!r} ({int((~known).sum())} row(s))"
+            )
+        ukeys = [k if ok else _key(col.fallback) for k, ok in zip(ukeys, uknown, strict=True)]
+    ucats = np.empty(len(ukeys), dtype=object)
+    ucats[:] = [lookup[k] for k in ukeys]
+    mapped = pd.Series(ucats[codes], index=series.index, name=series.name, dtype=object)
+    if col.category_type is bool:
+        return mapped.astype(bool)
+    if col.category_type is int:
+        return mapped.astype("int64")
+    return mapped.astype(object)
