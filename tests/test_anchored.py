@@ -17,7 +17,6 @@ from threedgl import DDPBetaVAE, GeneratorsPool, load_generator
 from threedgl.errors import PrivacyError
 from threedgl.model.anchored import MIN_NOISY_ROWS, NOISE_MARGIN, _budget_split
 from threedgl.privacy.accounting import (
-    PrivacyRecord,
     calibrate_at_order,
     epsilon_at_order,
     gaussian_rdp,
@@ -25,6 +24,7 @@ from threedgl.privacy.accounting import (
     rdp_order,
     subsampled_gaussian_rdp,
 )
+from threedgl.privacy.record import PrivacyRecord
 from threedgl.schema.bins import Discretizer
 
 
@@ -326,7 +326,7 @@ def test_log_scale_bins_cut_a_skewed_column_in_log_steps(titanic) -> None:  # ty
 
 
 def test_ledger_composes_default_mode_trainings_at_their_order(anchored) -> None:  # type: ignore[no-untyped-def]
-    from threedgl.privacy.accounting import compose_epsilon
+    from threedgl.privacy.record import compose_epsilon
 
     record = anchored.privacy_[0]
     assert compose_epsilon([record], 1e-4) == pytest.approx(record.epsilon, rel=1e-9)

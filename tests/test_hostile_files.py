@@ -18,7 +18,7 @@ from threedgl.artifact.format import read_artifact_bytes, strict_json, write_art
 from threedgl.cli.main import app
 from threedgl.errors import ArtifactError, PrivacyError, ThreedglError
 from threedgl.model.registry import load_generator_bytes
-from threedgl.privacy.accounting import PrivacyRecord
+from threedgl.privacy.record import PrivacyRecord
 from threedgl.server.app import encodable
 from threedgl.server.validation import UploadRejected, validate_upload
 

@@ -13,12 +13,11 @@ from opacus.accountants import RDPAccountant
 from threedgl.errors import PrivacyError, ThreedglError
 from threedgl.privacy.accounting import (
     ACCOUNTANTS,
-    PrivacyRecord,
     calibrate_noise_multiplier,
-    compose_epsilon,
     compute_epsilon,
     rdp_optimal_order,
 )
+from threedgl.privacy.record import PrivacyRecord, compose_epsilon
 
 
 def test_accountants_listed() -> None:

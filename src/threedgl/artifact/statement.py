@@ -6,7 +6,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from threedgl.privacy.accounting import PrivacyRecord
+from threedgl.privacy.record import PrivacyRecord
 
 ADJACENCY = "add/remove one row of the client's table"
 COMPOSITION = "parallel composition over the disjoint class subsets: the generator is (max ε, max δ)-DP"

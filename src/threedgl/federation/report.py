@@ -24,6 +24,7 @@ from threedgl.federation.scenarios import (
     SCENARIOS,
     _nanmean,
 )
+from threedgl.markdown import markdown_table
 
 
 @dataclass(frozen=True)
@@ -132,7 +133,7 @@ class SimulationResult:
         ]
         summary = self.summary().reset_index()
         summary.insert(1, "what", [SCENARIO_TITLES[s] for s in summary["scenario"]])
-        lines += [_markdown_table(summary), ""]
+        lines += [markdown_table(summary), ""]
         if references:
             s = self.summary()
             lines += [f"## Beside {reference_title}", ""]
@@ -146,8 +147,8 @@ class SimulationResult:
                          **{f"{m} paper": ref.scores[col][i] for i, m in enumerate(METRICS)},
                          **{f"{m} ours": _f(s.loc[scen, m]) for m in METRICS}}
                     )
-            lines += [_markdown_table(pd.DataFrame(rows)), ""]
-        lines += ["## Per client (mean over seeds)", "", _markdown_table(self.per_client()), ""]
+            lines += [markdown_table(pd.DataFrame(rows)), ""]
+        lines += ["## Per client (mean over seeds)", "", markdown_table(self.per_client()), ""]
         if self.warnings:
             lines += ["## Warnings", "", *[f"- {w}" for w in self.warnings], ""]
         return "\n".join(lines)
@@ -228,18 +229,6 @@ def _nanmean_series(s: pd.Series) -> float:
 
 def _f(value: Any) -> float:
     return float(value)
-
-
-def _markdown_table(df: pd.DataFrame, floatfmt: str = "{:.2f}") -> str:
-    def cell(v: Any) -> str:
-        if isinstance(v, (float, np.floating)):
-            return "" if math.isnan(v) else floatfmt.format(v)
-        return str(v).replace("|", "\\|")
-
-    head = "| " + " | ".join(str(c) for c in df.columns) + " |"
-    sep = "|" + "|".join("---:" if df[c].dtype.kind in "iuf" else "---" for c in df.columns) + "|"
-    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
-    return "\n".join([head, sep, *body])
 
 
 def _json_clean(value: Any) -> Any:

@@ -48,10 +48,10 @@ import pandas as pd
 
 from threedgl.errors import ThreedglError
 from threedgl.evaluation import SweepResult, interleave_classes, size_sweep, utility_scores
+from threedgl.evaluation.utility import METRICS
 from threedgl.model.base import BaseGenerator
 from threedgl.schema import Schema
 
-METRICS: tuple[str, ...] = ("accuracy", "f1", "auc")
 SCENARIOS: tuple[str, ...] = (
     "local_cv",
     "fold_fold",

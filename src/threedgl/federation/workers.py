@@ -16,13 +16,10 @@ from __future__ import annotations
 import multiprocessing
 import os
 import sys
-import tempfile
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
@@ -32,6 +29,7 @@ from threedgl.errors import ThreedglError
 from threedgl.federation.scenarios import EvaluationOptions, evaluate_client
 from threedgl.model.base import BaseGenerator
 from threedgl.schema import Schema
+from threedgl.threads import init_worker, single_thread
 
 GeneratorFactory = Callable[[int, int], BaseGenerator]
 """``factory(client_index, random_state) -> unfitted generator``; must be picklable (a
@@ -105,35 +103,6 @@ class EvalTask:
     random_state: int
 
 
-@contextmanager
-def single_thread() -> Iterator[None]:
-    import torch
-    from threadpoolctl import threadpool_limits
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with threadpool_limits(limits=1):
-            yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def init_worker() -> None:
-    import torch
-    from threadpoolctl import threadpool_limits
-
-    torch.set_num_threads(1)
-    threadpool_limits(limits=1)
-
-
-def _artifact_bytes(gen: BaseGenerator) -> bytes:
-    with tempfile.TemporaryDirectory(prefix="threedgl-sim-") as tmp:
-        path = Path(tmp) / "generator.3dgl"
-        gen.save(path)
-        return path.read_bytes()
-
-
 def train_client(
     fold: pd.DataFrame, schema: Schema, factory: GeneratorFactory, client: int, random_state: int
 ) -> tuple[bytes, list[str]]:
@@ -147,7 +116,7 @@ def train_client(
                 f"the generator factory returned {type(gen).__name__}, not a threedgl generator"
             )
         gen.fit(fold, target=schema.target, schema=schema)
-        data = _artifact_bytes(gen)
+        data = gen.to_bytes()
     messages = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
     return data, list(dict.fromkeys(messages))
 

@@ -41,7 +41,6 @@ from threedgl.errors import PrivacyError
 from threedgl.model.base import ProgressCallback, reindexed
 from threedgl.model.training import train_stack
 from threedgl.privacy.accounting import (
-    PrivacyRecord,
     calibrate_at_order,
     epsilon_at_order,
     gaussian_rdp,
@@ -50,6 +49,7 @@ from threedgl.privacy.accounting import (
     subsampled_gaussian_rdp,
 )
 from threedgl.privacy.gaussian import release_count, release_histograms
+from threedgl.privacy.record import PrivacyRecord
 from threedgl.privacy.secure import SecureRandom
 from threedgl.schema import Schema
 from threedgl.schema.bins import Discretizer

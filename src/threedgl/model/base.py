@@ -26,7 +26,14 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 
 from threedgl._version import __version__
-from threedgl.artifact import FORMAT_NAME, FORMAT_VERSION, Artifact, read_artifact, write_artifact
+from threedgl.artifact import (
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    Artifact,
+    read_artifact,
+    write_artifact,
+    write_artifact_bytes,
+)
 from threedgl.artifact.statement import privacy_statement, privacy_summary
 from threedgl.errors import (
     ArtifactError,
@@ -36,7 +43,7 @@ from threedgl.errors import (
     ThreedglError,
     check_int,
 )
-from threedgl.privacy.accounting import PrivacyRecord
+from threedgl.privacy.record import PrivacyRecord
 from threedgl.schema import Schema, TableEncoder, infer_schema
 from threedgl.schema.schema import Category, NanPolicy
 
@@ -328,6 +335,13 @@ class BaseGenerator(BaseEstimator):  # type: ignore[misc]
         digest = write_artifact(path, self.manifest_, self._tensors())
         self.manifest_["weights_sha256"] = digest
         return Path(path)
+
+    def to_bytes(self) -> bytes:
+        """The ``.3dgl`` file's bytes, without a file (what a client sends)."""
+        self._check_fitted()
+        data, digest = write_artifact_bytes(self.manifest_, self._tensors())
+        self.manifest_["weights_sha256"] = digest
+        return data
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], *, max_bytes: int | None = None) -> Self:

@@ -38,7 +38,7 @@ from threedgl.model.training import (
     _check_int,
     train_class_models,
 )
-from threedgl.privacy.accounting import PrivacyRecord
+from threedgl.privacy.record import PrivacyRecord
 from threedgl.schema import TableEncoder
 from threedgl.schema.bins import Discretizer
 from threedgl.threads import single_thread

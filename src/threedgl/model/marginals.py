@@ -19,8 +19,8 @@ import numpy as np
 
 from threedgl.errors import ArtifactError, SchemaError, check_int
 from threedgl.model.base import BaseGenerator, ProgressCallback, _rng
-from threedgl.privacy.accounting import PrivacyRecord
 from threedgl.privacy.gaussian import measure_histograms
+from threedgl.privacy.record import PrivacyRecord
 from threedgl.privacy.secure import SecureRandom
 from threedgl.schema import Schema, TableEncoder
 from threedgl.schema.bins import Discretizer

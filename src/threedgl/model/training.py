@@ -51,11 +51,11 @@ from threedgl.errors import PrivacyError, ThreedglError, check_int, check_range
 from threedgl.model.networks import BatchedVAE, Decoder, OutputBlock, check_layout
 from threedgl.privacy.accounting import (
     ACCOUNTANTS,
-    PrivacyRecord,
     calibrate_noise_multiplier,
     compute_epsilon,
 )
 from threedgl.privacy.dp_adam import DPAdam, noise_sources, poisson_sample
+from threedgl.privacy.record import PrivacyRecord
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",

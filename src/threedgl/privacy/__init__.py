@@ -2,12 +2,11 @@
 
 from threedgl.privacy.accounting import (
     ACCOUNTANTS,
-    PrivacyRecord,
     calibrate_noise_multiplier,
-    compose_epsilon,
     compute_epsilon,
     rdp_optimal_order,
 )
+from threedgl.privacy.record import PrivacyRecord, compose_epsilon
 
 __all__ = [
     "ACCOUNTANTS",

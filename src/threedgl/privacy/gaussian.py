@@ -20,7 +20,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from threedgl.privacy.accounting import PrivacyRecord, calibrate_noise_multiplier, compute_epsilon
+from threedgl.privacy.accounting import calibrate_noise_multiplier, compute_epsilon
+from threedgl.privacy.record import PrivacyRecord
 from threedgl.privacy.secure import SecureRandom
 
 

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from threedgl.errors import PrivacyError
-from threedgl.privacy.accounting import PrivacyRecord, compose_epsilon
+from threedgl.privacy.record import PrivacyRecord, compose_epsilon
 
 LEDGER_ENV = "THREEDGL_LEDGER"
 DEFAULT_LEDGER = Path("~/.threedgl/ledger.json")

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from threedgl.errors import ArtifactError, PrivacyError, SchemaError, ThreedglError
-from threedgl.privacy.accounting import EPSILON_TOLERANCE
+from threedgl.privacy.record import EPSILON_TOLERANCE
 from threedgl.server.schemas import ModelPrivacy
 
 
@@ -125,7 +125,7 @@ def _generator_loader() -> Callable[..., Any]:
 def _check_model(
     index: int, model: dict[str, Any], schema: Any, federation: FederationPolicy
 ) -> ModelPrivacy:
-    from threedgl.privacy.accounting import PrivacyRecord
+    from threedgl.privacy.record import PrivacyRecord
 
     label = model.get("label")
     where = f"class model #{index} (label {label!r})"
