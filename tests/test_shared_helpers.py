@@ -100,10 +100,10 @@ def test_every_place_that_builds_a_generator_by_kind_uses_the_factory() -> None:
     import threedgl.cli.generator
     import threedgl.experiments.privacy
     import threedgl.experiments.reproduce
-    import threedgl.federation.simulation
+    import threedgl.federation.workers
 
     for module in (threedgl.cli.generator, threedgl.experiments.privacy,
-                   threedgl.experiments.reproduce, threedgl.federation.simulation):
+                   threedgl.experiments.reproduce, threedgl.federation.workers):
         source = inspect.getsource(module)
         assert "create_generator(" in source, module.__name__
         calls = [n for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Call)]
