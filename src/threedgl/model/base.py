@@ -17,7 +17,6 @@ import math
 import os
 import warnings
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -25,16 +24,14 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
 
-from threedgl._version import __version__
 from threedgl.artifact import (
-    FORMAT_NAME,
-    FORMAT_VERSION,
     Artifact,
     read_artifact,
     write_artifact,
     write_artifact_bytes,
 )
-from threedgl.artifact.statement import privacy_statement, privacy_summary
+from threedgl.artifact.manifest import ClassModel, build_manifest, read_manifest
+from threedgl.artifact.statement import privacy_statement
 from threedgl.errors import (
     ArtifactError,
     NotFittedError,
@@ -301,30 +298,11 @@ class BaseGenerator(BaseEstimator):  # type: ignore[misc]
 
     # -- artifact -------------------------------------------------------------------------
     def _build_manifest(self) -> dict[str, Any]:
-        created = os.environ.get("SOURCE_DATE_EPOCH")
-        when = (
-            datetime.fromtimestamp(int(created), UTC) if created and created.isdigit()
-            else datetime.now(UTC)
-        )
-        models = []
-        for label, rows, record in zip(self.labels_, self._released_rows(), self.privacy_, strict=True):
-            models.append({"label": label, "rows": rows, "privacy": record.to_dict()})
-        manifest: dict[str, Any] = {
-            "format": FORMAT_NAME,
-            "format_version": FORMAT_VERSION,
-            "generator": self.generator_kind,
-            "library_version": __version__,
-            "created": when.isoformat().replace("+00:00", "Z"),
-            "schema": self.schema_.to_dict(),
-            "schema_source": self.schema_.source,
-            "labels": [lab for lab in self.labels_ if lab is not None],
-            "architecture": self._architecture(),
-            "models": models,
-            "training": self._training_parameters(),
-            "weights_sha256": "0" * 64,
-        }
-        manifest["privacy"] = privacy_summary(manifest, self.privacy_)
-        return manifest
+        models = [ClassModel(label, rows, record) for label, rows, record
+                  in zip(self.labels_, self._released_rows(), self.privacy_, strict=True)]
+        return build_manifest(generator=self.generator_kind, schema=self.schema_,
+                              models=models, architecture=self._architecture(),
+                              training=self._training_parameters())
 
     def _released_rows(self) -> list[float | int]:
         return [int(r) if float(r).is_integer() else r for r in self.class_rows_]
@@ -356,33 +334,8 @@ class BaseGenerator(BaseEstimator):  # type: ignore[misc]
             raise ArtifactError(
                 f"this file holds a '{manifest['generator']}' generator, not '{cls.generator_kind}'"
             )
-        try:
-            schema = Schema.from_dict(manifest["schema"])
-        except ThreedglError as exc:
-            raise ArtifactError(f"invalid schema in the manifest: {exc}") from None
-        labels: list[Category | None] = []
-        records: list[PrivacyRecord] = []
-        rows: list[float] = []
-        for i, m in enumerate(manifest["models"]):
-            label = m.get("label")
-            if schema.target is None:
-                if label is not None or len(manifest["models"]) != 1:
-                    raise ArtifactError("a generator without a class column has exactly one model")
-            elif label not in schema.labels:
-                raise ArtifactError(f"model #{i} has label {label!r}, not a label of the schema")
-            labels.append(label)
-            try:
-                record = PrivacyRecord.from_dict(m["privacy"])
-                record.verify()
-                records.append(record)
-            except ThreedglError as exc:
-                raise ArtifactError(f"model #{i}: {exc}") from None
-            r = m.get("rows", 1)
-            if isinstance(r, bool) or not isinstance(r, (int, float)) or not r >= 0:
-                raise ArtifactError(f"model #{i}: 'rows' must be a non-negative number")
-            rows.append(float(r))
-        if len(set(map(repr, labels))) != len(labels):
-            raise ArtifactError("the manifest lists a class label twice")
+        checked = read_manifest(manifest)
+        schema = checked.schema
         training = manifest["training"]
         allowed = set(cls._get_param_names())
         params = {k: v for k, v in cls._params_from_training(training).items() if k in allowed}
@@ -392,9 +345,9 @@ class BaseGenerator(BaseEstimator):  # type: ignore[misc]
             raise ArtifactError(f"invalid training parameters in the manifest: {exc}") from None
         est.schema_ = schema
         est.encoder_ = TableEncoder(schema)
-        est.labels_ = tuple(labels)
-        est.class_rows_ = rows
-        est.privacy_ = records
+        est.labels_ = tuple(m.label for m in checked.models)
+        est.class_rows_ = [m.rows for m in checked.models]
+        est.privacy_ = [m.record for m in checked.models]
         try:
             est._restore(manifest["architecture"], artifact.tensors)
         except ArtifactError:

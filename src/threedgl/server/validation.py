@@ -6,12 +6,14 @@ further check is added here. In order:
 1. the file, as the library reads it (:func:`threedgl.artifact.format.read_artifact_bytes`
    with the federation's size limit): size, no pickle, header, manifest, float32,
    sha256 of the weights;
-2. the model itself, rebuilt by the library's loader
-   (``threedgl.model.registry.generator_from_artifact``, on the same parse): generator kind, labels, privacy
-   records, tensor names and shapes against the architecture;
+2. the manifest and the model, by the library's loader
+   (``threedgl.model.registry.generator_from_artifact``, on the same parse): the manifest
+   checked once by :func:`threedgl.artifact.manifest.read_manifest` (schema, labels,
+   privacy records bounded and their ε verified, rows), then the model rebuilt (generator
+   kind, tensor names and shapes against the architecture);
 3. the schema in the manifest equals the federation's (``Schema.differences`` empty);
-4. each class model's privacy record: its accountant is accepted by the policy, δ is at
-   most the policy's, ε is *recomputed* by the server from every recorded mechanism
+4. each class model's privacy record: δ below 1/rows, its accountant accepted by the
+   policy, δ at most the policy's, ε is *recomputed* by the server from every recorded mechanism
    (σ, q, steps, δ; and for the default mode the noisy count and the marginal anchor,
    composed at the recorded Rényi order) with Opacus' accountant, and must be at most the
    policy's ε; the recorded ε may not understate the recomputed one by more than
@@ -26,13 +28,12 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from threedgl.errors import ArtifactError, PrivacyError, SchemaError, ThreedglError
+from threedgl.errors import ArtifactError, PrivacyError, ThreedglError
 from threedgl.privacy.record import EPSILON_TOLERANCE
 from threedgl.server.schemas import ModelPrivacy
 
@@ -80,14 +81,14 @@ def validate_upload(
     manifest = artifact.manifest
 
     try:
-        _generator_loader()(artifact)  # the same parse: the model rebuilt once, no copy
+        # The library's loader: the manifest checked once (artifact.manifest.read_manifest:
+        # schema, labels, privacy records bounded and verified, rows) and the model rebuilt
+        # from the same parse (tensor names and shapes against the architecture).
+        generator = _generator_loader()(artifact)
     except ThreedglError as exc:
         raise UploadRejected(f"invalid generator: {exc}") from None
 
-    try:
-        theirs = Schema.from_dict(manifest["schema"])
-    except SchemaError as exc:
-        raise UploadRejected(f"the generator's schema is invalid: {exc}") from None
+    theirs = generator.schema_
     ours = Schema.from_dict(federation.schema)
     diffs = ours.differences(theirs)
     if diffs:
@@ -96,7 +97,11 @@ def validate_upload(
             f"'{federation.name}': {'; '.join(diffs)}"
         )
 
-    checked = tuple(_check_model(i, m, ours, federation) for i, m in enumerate(manifest["models"]))
+    checked = tuple(
+        _check_model(i, label, record, rows, federation)
+        for i, (label, record, rows) in enumerate(
+            zip(generator.labels_, generator.privacy_, generator.class_rows_, strict=True))
+    )
     if manifest["generator"] == "ddp-betavae":
         for i, m in enumerate(manifest["models"]):
             _check_sampling(i, m, checked[i], manifest["training"])
@@ -123,34 +128,20 @@ def _generator_loader() -> Callable[..., Any]:
 
 
 def _check_model(
-    index: int, model: dict[str, Any], schema: Any, federation: FederationPolicy
+    index: int, label: Any, record: Any, rows: float, federation: FederationPolicy
 ) -> ModelPrivacy:
-    from threedgl.privacy.record import PrivacyRecord
-
-    label = model.get("label")
+    """The policy's checks of one class model (its record already bounded and verified)."""
     where = f"class model #{index} (label {label!r})"
-    if schema.target is not None:
-        known = {json.dumps(x) for x in schema.labels}
-        if json.dumps(label) not in known and str(label) not in {str(x) for x in schema.labels}:
-            raise UploadRejected(
-                f"{where}: the label is not one of the class labels {list(schema.labels)!r}"
-            )
-    try:
-        record = PrivacyRecord.from_dict(model["privacy"])
-    except PrivacyError as exc:
-        raise UploadRejected(f"{where}: {exc}") from None
-    if record.accountant not in federation.accountants:
-        raise UploadRejected(
-            f"{where}: accountant {record.accountant!r} is not accepted by federation "
-            f"'{federation.name}' (accepted: {', '.join(federation.accountants)})"
-        )
-    rows = model.get("rows")
-    if (isinstance(rows, int | float) and not isinstance(rows, bool) and rows > 0
-            and record.delta >= 1.0 / rows):
+    if rows > 0 and record.delta >= 1.0 / rows:
         raise UploadRejected(
             f"{where}: delta={record.delta!r} is at least 1/rows for its {rows!r} rows; a "
             "mechanism that publishes a random row meets (0, delta)-DP at such a delta. "
             "Train with a smaller delta"
+        )
+    if record.accountant not in federation.accountants:
+        raise UploadRejected(
+            f"{where}: accountant {record.accountant!r} is not accepted by federation "
+            f"'{federation.name}' (accepted: {', '.join(federation.accountants)})"
         )
     if record.delta > federation.max_delta:
         raise UploadRejected(

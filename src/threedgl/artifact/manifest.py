@@ -1,0 +1,112 @@
+"""The manifest of a ``.3dgl`` file, built and checked in one place.
+
+:func:`build_manifest` writes what a generator releases; :func:`read_manifest` checks
+what a file claims beyond its format (:mod:`.format` checks the layout and the field
+types): the schema, one class model per label of the schema (or exactly one without a
+class column), each model's privacy record bounded and its ε recomputed
+(:meth:`~threedgl.privacy.record.PrivacyRecord.verify`), and its released row count.
+The library's loader and the Global Server both read a manifest through it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from threedgl._version import __version__
+from threedgl.artifact.format import FORMAT_NAME, FORMAT_VERSION
+from threedgl.artifact.statement import privacy_summary
+from threedgl.errors import ArtifactError, ThreedglError
+from threedgl.privacy.record import PrivacyRecord
+from threedgl.schema import Schema
+
+__all__ = ["ClassModel", "Manifest", "build_manifest", "read_manifest"]
+
+
+@dataclass(frozen=True)
+class ClassModel:
+    """One class model as a manifest lists it."""
+
+    label: Any
+    rows: float
+    record: PrivacyRecord
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A checked manifest: the parsed schema and class models beside the raw JSON."""
+
+    raw: dict[str, Any]
+    schema: Schema
+    models: tuple[ClassModel, ...]
+
+    @property
+    def generator(self) -> str:
+        return str(self.raw["generator"])
+
+
+def build_manifest(
+    *,
+    generator: str,
+    schema: Schema,
+    models: Sequence[ClassModel],
+    architecture: dict[str, Any],
+    training: dict[str, Any],
+) -> dict[str, Any]:
+    """The manifest of a fitted generator (``weights_sha256`` is filled when written).
+
+    ``created`` honours ``SOURCE_DATE_EPOCH`` (reproducible files).
+    """
+    created = os.environ.get("SOURCE_DATE_EPOCH")
+    when = (
+        datetime.fromtimestamp(int(created), UTC) if created and created.isdigit()
+        else datetime.now(UTC)
+    )
+    manifest: dict[str, Any] = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "generator": generator,
+        "library_version": __version__,
+        "created": when.isoformat().replace("+00:00", "Z"),
+        "schema": schema.to_dict(),
+        "schema_source": schema.source,
+        "labels": [m.label for m in models if m.label is not None],
+        "architecture": architecture,
+        "models": [{"label": m.label, "rows": m.rows, "privacy": m.record.to_dict()}
+                   for m in models],
+        "training": training,
+        "weights_sha256": "0" * 64,
+    }
+    manifest["privacy"] = privacy_summary(manifest, [m.record for m in models])
+    return manifest
+
+
+def read_manifest(manifest: dict[str, Any]) -> Manifest:
+    """Check what a manifest claims; :class:`ArtifactError` names the first problem."""
+    try:
+        schema = Schema.from_dict(manifest["schema"])
+    except ThreedglError as exc:
+        raise ArtifactError(f"invalid schema in the manifest: {exc}") from None
+    models: list[ClassModel] = []
+    for i, m in enumerate(manifest["models"]):
+        label = m.get("label")
+        if schema.target is None:
+            if label is not None or len(manifest["models"]) != 1:
+                raise ArtifactError("a generator without a class column has exactly one model")
+        elif label not in schema.labels:
+            raise ArtifactError(f"model #{i} has label {label!r}, not a label of the schema")
+        try:
+            record = PrivacyRecord.from_dict(m["privacy"])
+            record.verify()
+        except ThreedglError as exc:
+            raise ArtifactError(f"model #{i}: {exc}") from None
+        rows = m.get("rows", 1)
+        if isinstance(rows, bool) or not isinstance(rows, (int, float)) or not rows >= 0:
+            raise ArtifactError(f"model #{i}: 'rows' must be a non-negative number")
+        models.append(ClassModel(label, float(rows), record))
+    if len({repr(m.label) for m in models}) != len(models):
+        raise ArtifactError("the manifest lists a class label twice")
+    return Manifest(raw=manifest, schema=schema, models=tuple(models))
