@@ -104,10 +104,8 @@ def seed_files(workdir: Path) -> tuple[list[bytes], dict[str, Any]]:
 
 # -- mutations --------------------------------------------------------------------------------
 def split(data: bytes) -> tuple[dict[str, Any], dict[str, Any], bytes]:
-    (n,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8 : 8 + n])
-    manifest = json.loads(header["__metadata__"]["threedgl.manifest"])
-    return header, manifest, data[8 + n :]
+    header, text, body = split_raw(data)
+    return header, json.loads(text), body
 
 
 def join(header: dict[str, Any], manifest_text: str, body: bytes) -> bytes:

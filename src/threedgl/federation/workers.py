@@ -67,12 +67,8 @@ class PresetFactory:
             "delta": self.delta,
             "random_state": random_state,
         }
-        if self.generator == "dp-marginals":
+        if self.generator != "ddp-betavae":  # dp-marginals, or an unknown kind it names
             return create_generator(self.generator, **params)
-        if self.generator != "ddp-betavae":
-            raise ThreedglError(
-                f"generator must be 'ddp-betavae' or 'dp-marginals', got {self.generator!r}"
-            )
         params["mode"] = self.mode
         if self.epochs is not None:
             params["epochs"] = self.epochs

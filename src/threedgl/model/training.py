@@ -291,7 +291,7 @@ def run_stack(
     rows = torch.arange(m_models)[:, None]
     while bool(opt.active.any()):
         active = opt.active.tolist()
-        index, mask = poisson_sample(n_rows, rates, opt.generators, active, opt.secure)
+        index, mask = poisson_sample(n_rows, rates, opt.generators, active)
         counts = mask.sum(1).long().tolist()
         noise = torch.zeros(m_models, index.shape[1], model.latent)
         for k in range(m_models):  # reparametrisation noise, drawn per model

@@ -53,18 +53,16 @@ def noise_sources(seed: int, n_models: int) -> list[np.random.Generator]:
 
 
 def _uniform(source: NoiseSource, n: int) -> Tensor:
+    """``n`` float64 uniforms in [0, 1) (NumPy's ``random`` interface, or torch's)."""
     if isinstance(source, torch.Generator):
         return torch.rand(n, generator=source, dtype=torch.float64)
-    if isinstance(source, SecureRandom):
-        return source.torch_uniform(n)
     return torch.from_numpy(source.random(n))
 
 
 def _normal(source: NoiseSource, std: float, shape: tuple[int, ...]) -> Tensor:
+    """N(0, std²) of ``shape`` as float32 (NumPy's ``normal`` interface, or torch's)."""
     if isinstance(source, torch.Generator):
         return torch.normal(0.0, std, shape, generator=source)
-    if isinstance(source, SecureRandom):
-        return source.torch_normal(std, shape)
     return torch.from_numpy(source.normal(0.0, std, shape)).float()
 
 CLIP_EPS = 1e-6  # Opacus's constant in min(1, C / (norm + 1e-6))
@@ -75,7 +73,6 @@ def poisson_sample(
     sample_rates: Sequence[float],
     generators: Sequence[NoiseSource],
     active: Sequence[bool],
-    secure: SecureRandom | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Poisson batches for M models: indices (M, B) padded with 0 and a 0/1 mask (M, B).
 
@@ -87,7 +84,7 @@ def poisson_sample(
     picks = []
     for n, q, g, on in zip(n_rows, sample_rates, generators, active, strict=True):
         if on:
-            u = _uniform(secure if secure is not None else g, n)
+            u = _uniform(g, n)
             picks.append(torch.nonzero(u < q).flatten())
         else:
             picks.append(torch.zeros(0, dtype=torch.long))
@@ -143,9 +140,10 @@ class DPAdam:
         self.batch = torch.tensor([float(b) for b in expected_batch_sizes])
         self.total_steps = torch.tensor(list(steps), dtype=torch.long)
         self.steps_done = torch.zeros(m, dtype=torch.long)
-        self.generators = list(generators)
-        #: The OS CSPRNG for the gradient noise and the Poisson masks (``secure_mode``).
-        self.secure = SecureRandom() if secure_mode else None
+        #: Each model's noise source (gradient noise, Poisson masks): the OS CSPRNG for
+        #: every model in ``secure_mode``.
+        self.generators: list[NoiseSource] = (
+            [SecureRandom()] * m if secure_mode else list(generators))
         self.lr, self.betas, self.eps = lr, betas, eps
         self.exp_avg = [torch.zeros_like(p) for p in self.params]
         self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
@@ -192,9 +190,8 @@ class DPAdam:
             if not bool(active[m]) or self.sigma[m] == 0.0:
                 continue
             std = self.sigma[m] * float(self.clip[m])
-            source = self.secure if self.secure is not None else self.generators[m]
             for g in grads:
-                g[m] += _normal(source, std, tuple(g.shape[1:]))
+                g[m] += _normal(self.generators[m], std, tuple(g.shape[1:]))
 
     @torch.no_grad()
     def _adam(self, grads: list[Tensor], active: Tensor) -> None:

@@ -16,7 +16,6 @@ import os
 from typing import Any
 
 import numpy as np
-import torch
 
 __all__ = ["SecureRandom"]
 
@@ -36,6 +35,8 @@ class SecureRandom:
         """``n`` float64 uniforms in (0, 1)."""
         return _uniform53(int(n))
 
+    random = uniform  # NumPy's name, what DP-Adam's Poisson sampling calls
+
     def standard_normal(self, size: int | tuple[int, ...]) -> np.ndarray:
         shape = (size,) if isinstance(size, int) else tuple(size)
         n = int(np.prod(shape, dtype=np.int64))
@@ -53,9 +54,3 @@ class SecureRandom:
         if size is None:
             return float(loc + scale * self.standard_normal(1)[0])
         return loc + scale * self.standard_normal(size)
-
-    def torch_uniform(self, n: int) -> torch.Tensor:
-        return torch.from_numpy(self.uniform(n))
-
-    def torch_normal(self, std: float, shape: tuple[int, ...]) -> torch.Tensor:
-        return torch.from_numpy(std * self.standard_normal(tuple(shape))).float()

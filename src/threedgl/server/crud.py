@@ -163,15 +163,13 @@ def store_generator(
             ).first()
             if same is not None:
                 stored, owner = same
-                if owner != client.id:
-                    session.rollback()
+                if owner != client.id:  # the except clause below rolls back
                     raise Replay(
                         "these weights are already on this server, uploaded by another "
                         "client: a generator can be contributed once, by the client that "
                         "trained it"
                     )
                 if stored.sha256 != checked.sha256:
-                    session.rollback()
                     raise Conflict(
                         f"these weights were already uploaded (version {stored.version}) in "
                         "another file: a stored generator's manifest cannot be changed"
