@@ -9,7 +9,9 @@ mean minus the recorded one, in points and in units of the recorded std over see
 says whether the two agree within seed noise: |Δ| ≤ max(std, 0.05), with std the recorded
 standard deviation over seeds (two 5-seed means of the same experiment with independent
 noise differ by about std · √(2/5) ≈ 0.63 std; with the same seeds they should be equal up
-to floating-point differences).
+to floating-point differences). Only the cells recorded in README.md are compared: a column
+or row the run has and the README does not (Table III's TVD columns and floor row, until
+they are recorded) is skipped, and so is an empty cell.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ def readme_table(readme: str, marker: str) -> pd.DataFrame:
     lines = [line for line in m.group(1).splitlines() if line.startswith("|")]
     head = [c.strip() for c in lines[0].strip("|").split("|")]
     rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:]]
+    # A row with fewer cells than the header (a column added later) gets empty ones.
+    rows = [(row + [""] * len(head))[: len(head)] for row in rows]
     return pd.DataFrame(rows, columns=head)
 
 

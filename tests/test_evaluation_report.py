@@ -11,10 +11,12 @@ from threadpoolctl import threadpool_limits
 from threedgl.errors import ThreedglError
 from threedgl.evaluation import (
     evaluate_generator_table,
+    kway_tvd,
     plot_marginals,
     plot_sweep,
     size_sweep,
 )
+from threedgl.evaluation.marginals import TVD_KEYS
 from threedgl.schema import CategoricalColumn, NumericColumn, Schema
 
 SCHEMA = Schema(
@@ -60,6 +62,10 @@ def test_evaluate_generator_table_is_complete_and_json_able() -> None:
         "tld",
         "pairwise_fidelity",
         "majority_accuracy",
+        "tvd_1way",
+        "tvd_2way",
+        "tvd_3way",
+        "tvd_floor",
     ):
         assert key in out
     assert set(out["utility"]) == set(out["discriminator"]) == {"logreg", "hgb"}
@@ -73,6 +79,10 @@ def test_evaluate_generator_table_is_complete_and_json_able() -> None:
     assert set(out["kld_per_feature"]) == {"age", "fare", "sex"}
     assert out["kld"] == pytest.approx(np.mean(list(out["kld_per_feature"].values())))
     assert out["tld"] >= 0 and out["pairwise_fidelity"] < 0.1
+    # The k-way marginal TVD, real train vs synthetic, and the floor (real test vs train).
+    assert {key: out[key] for key in TVD_KEYS} == pytest.approx(kway_tvd(train, syn, SCHEMA))
+    assert out["tvd_floor"] == pytest.approx(kway_tvd(train, test, SCHEMA))
+    assert 0 < out["tvd_1way"] <= out["tvd_2way"] <= out["tvd_3way"] < 0.5
 
 
 def test_evaluate_rejects_schema_without_class() -> None:

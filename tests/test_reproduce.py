@@ -47,11 +47,15 @@ def test_evaluate_writes_every_figure(breast_cancer_files: Path) -> None:
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
     for key in ("accuracy", "f1", "auc", "discriminator", "kld", "tld", "pairwise_fidelity",
-                "utility", "synthetic_size", "majority_accuracy"):
+                "utility", "synthetic_size", "majority_accuracy",
+                "tvd_1way", "tvd_2way", "tvd_3way", "tvd_floor"):
         assert key in report
     assert set(report["discriminator"]) == {"logreg", "hgb"}
     assert 0.0 <= report["accuracy"] <= 1.0
-    assert "TLD" in result.output
+    assert 0.0 < report["tvd_1way"] <= report["tvd_2way"] <= report["tvd_3way"] <= 1.0
+    assert set(report["tvd_floor"]) == {"tvd_1way", "tvd_2way", "tvd_3way"}
+    assert "TLD" in result.output and "marginal TVD" in result.output
+    assert f"{report['tvd_2way']:.4f}" in result.output
 
 
 def test_evaluate_wrong_target_is_one_line_exit_2(breast_cancer_files: Path) -> None:
@@ -98,6 +102,55 @@ def test_reproduce_quick_on_one_small_dataset(quick_run) -> None:  # type: ignor
     assert {"Real", "DDP-βVAE (ε=1.9)", "DP marginals (ε=1.9)", "βVAE, no DP (ε=∞)"} <= sources
     main = [r for r in rows if r["source"] == "DDP-βVAE (ε=1.9)" and r["model"] == "logreg"]
     assert main and main[0]["epsilon_reached"] <= 1.9
+    # Table III's k-way marginal TVD: every generator, and the floor (test vs train) first.
+    table = pd.read_csv(out / "table_iii.csv", dtype=str).fillna("")
+    assert list(table.columns[-3:]) == ["tvd 1-way", "tvd 2-way", "tvd 3-way"]
+    assert table["source"].iloc[0] == "Real test split (floor)"
+    assert table["auc"].iloc[0] == "" and all(table["tvd 3-way"].str.contains("±"))
+    assert "marginal TVD" in result.output and "floor" in result.output
+    assert "tvd 2-way" in page and "total variation distance" in page
+
+
+def test_compare_tables_skips_what_the_readme_does_not_record(quick_run, capsys) -> None:  # type: ignore[no-untyped-def]
+    """benchmarks/compare_tables.py on a run whose Table III has columns and a row the
+    README's tables do not: compared cell by cell, the new ones skipped."""
+    import importlib.util
+
+    _, out = quick_run
+    path = Path(__file__).parent.parent / "benchmarks" / "compare_tables.py"
+    spec = importlib.util.spec_from_file_location("compare_tables", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main([str(out), "--all"]) in (0, 1)
+    printed = capsys.readouterr().out
+    assert "table_iii" in printed and "cells within" in printed and "tvd" not in printed
+    assert "floor" not in printed
+
+
+def test_table_iii_from_rows() -> None:
+    from threedgl.experiments.tables import summary_tables, table_iii
+
+    base = {"dataset": "titanic"}
+    disc = {"model": "discriminator", "disc_accuracy": 50.0, "disc_f1": 50.0, "disc_auc": 52.0,
+            "disc_hgb_auc": 90.0, "kld": 0.01, "tld": 0.2, "pairwise_fidelity": 0.1}
+    rows = [{**base, "seed": s, "source": "DP marginals (ε=1.9)", **disc} for s in (0, 1)]
+    old = table_iii(pd.DataFrame(rows))  # a run made before the TVD: no such columns
+    assert "tvd 1-way" not in old and list(old["source"]) == ["DP marginals (ε=1.9)"]
+    tvd = [{**base, "seed": s, "source": src, "model": "marginals", "tvd_1way": 0.01 * (s + 1),
+            "tvd_2way": 0.02, "tvd_3way": 0.04} for s in (0, 1)
+           for src in ("Real", "DP marginals (ε=1.9)")]
+    frame = pd.DataFrame(rows + tvd)
+    new = table_iii(frame)
+    assert list(new["source"]) == ["Real test split (floor)", "DP marginals (ε=1.9)"]
+    assert new["tvd 1-way"].tolist() == ["0.015 ± 0.007"] * 2
+    assert new["tvd 3-way"].tolist() == ["0.040 ± 0.000"] * 2
+    assert new["auc"].tolist() == ["", "52.00 ± 0.00"]
+    summary = summary_tables(pd.concat([frame, pd.DataFrame(
+        [{**base, "seed": 0, "source": "Real", "model": "logreg", "accuracy": 80.0}])]))
+    (tvd_table,) = [t for title, t in summary.items() if "marginal TVD" in title]
+    assert tvd_table.to_dict("records") == [
+        {"dataset": "titanic", "floor": "0.020/0.040", "DP marg.": "0.020/0.040"}]
 
 
 def test_reproduce_unknown_dataset_is_one_line_exit_2(tmp_path: Path) -> None:
@@ -133,5 +186,6 @@ def test_reproduce_rows_do_not_depend_on_the_number_of_processes() -> None:
         return reproduce(config).frame().drop(columns=["fit_seconds"])
 
     one, two = run(1), run(2)
-    assert len(one) == 2 * 4 and sorted(one["seed"].unique()) == [0, 1]
+    # Per seed: Real and the generator, each with logreg, hgb and the marginal TVD.
+    assert len(one) == 2 * 6 and sorted(one["seed"].unique()) == [0, 1]
     pd.testing.assert_frame_equal(one, two)

@@ -6,6 +6,8 @@
 * :func:`discriminator_scores` — real-vs-synthetic classifier (10-fold CV);
 * :func:`feature_kld`, :func:`mean_kld`, :func:`tld` — KLD per feature and the TLD;
 * :func:`pairwise_association`, :func:`pairwise_fidelity` — pairwise fidelity;
+* :func:`kway_tvd`, :func:`marginal_tvds` — the k-way marginal error (mean total variation
+  distance over the 1-, 2- and 3-way marginals), the DP-synthesis field's fidelity measure;
 * :func:`evaluate_generator_table` — all of the above for one synthetic table;
 * :func:`plot_sweep`, :func:`plot_marginals` — PNG plots;
 * :func:`run_attacks` and the attacks it runs — membership inference on a generator.
@@ -40,6 +42,7 @@ from threedgl.evaluation.fidelity import (
     pairwise_difference,
     pairwise_fidelity,
 )
+from threedgl.evaluation.marginals import TVD_KEYS, kway_tvd, marginal_tvds
 from threedgl.evaluation.sweep import SweepResult, interleave_classes, size_sweep
 from threedgl.evaluation.utility import MODEL_NAMES, _target_column, minority_label, utility_scores
 from threedgl.schema import Schema
@@ -54,7 +57,9 @@ __all__ = [
     "evaluate_generator_table",
     "feature_kld",
     "interleave_classes",
+    "kway_tvd",
     "logan_attack",
+    "marginal_tvds",
     "mean_kld",
     "minority_label",
     "pairwise_association",
@@ -95,7 +100,14 @@ def evaluate_generator_table(
     * ``kld`` (mean) and ``kld_per_feature``: :func:`feature_kld` of ``real_train`` ‖
       ``synthetic``;
     * ``tld``: :func:`tld` from the mean KLD and the logistic-regression discriminator;
-    * ``pairwise_fidelity``: :func:`pairwise_fidelity` of ``real_train`` vs ``synthetic``.
+    * ``pairwise_fidelity``: :func:`pairwise_fidelity` of ``real_train`` vs ``synthetic``;
+    * ``tvd_1way``, ``tvd_2way``, ``tvd_3way``: :func:`kway_tvd` of ``real_train`` vs
+      ``synthetic``, the mean total variation distance over every 1-, 2- and 3-way
+      marginal (every column, the class included, in the public bins of
+      :mod:`~threedgl.evaluation.marginals`: 16 per numeric column, whatever ``bins``), in
+      ``[0, 1]``, lower is better; ``None`` for a k above the number of columns;
+    * ``tvd_floor``: the same three keys for ``real_test`` vs ``real_train``, the sampling
+      floor (two real samples; the smaller the test split, the higher it is).
 
     ``positive_label`` defaults to the minority class of ``real_train``.
     """
@@ -129,6 +141,8 @@ def evaluate_generator_table(
     assert y_train is not None and y_test is not None
     majority = int(np.argmax(np.bincount(y_train, minlength=len(schema.labels))))
     lr = utility["logreg"]
+    tvd = kway_tvd(real_train, synthetic, schema)
+    floor = kway_tvd(real_train, real_test, schema)
     return {
         "accuracy": lr["accuracy"],
         "f1": lr["f1"],
@@ -141,6 +155,8 @@ def evaluate_generator_table(
         "kld_per_feature": per_feature,
         "tld": tld_value,
         "pairwise_fidelity": pairwise_fidelity(real_train, synthetic, schema),
+        **{key: tvd.get(key) for key in TVD_KEYS},
+        "tvd_floor": {key: floor.get(key) for key in TVD_KEYS},
     }
 
 

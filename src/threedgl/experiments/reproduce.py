@@ -10,9 +10,11 @@ large balanced synthetic table, the size sweep selected on the real *train* spli
 (accuracy, logistic regression), then the test scores of logistic regression and
 histogram gradient boosting trained on the selected prefix. Table III: a synthetic table
 with as many rows as the train split (following the released class sizes), the
-real-vs-synthetic discriminators (10-fold CV), KLD, TLD and pairwise fidelity. The test
-split is read only for the final scores (and, for the plots only, to score the models
-the size sweep fitted anyway).
+real-vs-synthetic discriminators (10-fold CV), KLD, TLD, pairwise fidelity and the k-way
+marginal TVD (rows of model ``"marginals"``: each generator's same-size table, and the test
+split as source ``"Real"``, the sampling floor, each against the train split). The test
+split is read only for the final scores and the floor (and, for the plots only, to score
+the models the size sweep fitted anyway).
 
 Every (dataset, seed) is independent: :func:`reproduce` runs them in ``jobs`` worker
 processes (each on one thread) and puts the rows back in (dataset, seed) order, so the
@@ -39,6 +41,7 @@ from threedgl.errors import ThreedglError, check_int
 from threedgl.evaluation.discriminator import discriminator_scores
 from threedgl.evaluation.divergence import feature_kld, tld
 from threedgl.evaluation.fidelity import pairwise_fidelity
+from threedgl.evaluation.marginals import kway_tvd
 from threedgl.evaluation.sweep import SweepResult, interleave_classes, size_sweep
 from threedgl.evaluation.utility import utility_scores
 from threedgl.model.base import BaseGenerator
@@ -72,6 +75,8 @@ class ReproduceConfig:
     generators: Sequence[str] = tuple(GENERATORS)
     overrides: dict[str, Any] = field(default_factory=dict)
     table_iii: bool = True
+    #: The k-way marginal TVD rows (cheap: also wanted when ``table_iii`` is off).
+    marginals: bool = True
     #: Class mix of the synthetic table: "balanced" (the paper), "released" or "select".
     balance: str = "select"
     #: Cap on train rows (stratified subsample of the train split; the test split is whole).
@@ -145,6 +150,9 @@ def run_dataset(
         real = utility_scores(train, test, ds.schema, model=model, positive_label=pos, random_state=seed)
         rows.append({**base, "source": "Real", "model": model, **_scores(real),
                      "majority_accuracy": 100 * real["majority_accuracy"]})
+    if config.marginals:  # the sampling floor: two real samples
+        rows.append({**base, "source": "Real", "model": "marginals",
+                     **kway_tvd(train, test, ds.schema)})
     for gen_name in config.generators:
         kind, eps, mode = GENERATORS[gen_name]
         if progress:
@@ -169,10 +177,15 @@ def run_dataset(
                          "synthetic_size": sweep.best_size, "balance": balance,
                          "fit_seconds": fit_seconds,
                          "epsilon_reached": gen.epsilon_})
-        if not config.table_iii:
+        if not (config.table_iii or config.marginals):
             continue
         # Table III: as many synthetic rows as real train rows.
         same_size = gen.sample(len(train), balanced=False, random_state=seed + 2)
+        if config.marginals:
+            rows.append({**base, "source": gen_name, "model": "marginals",
+                         **kway_tvd(train, same_size, ds.schema)})
+        if not config.table_iii:
+            continue
         if gen_name == MAIN:
             pair = (train, same_size)
         disc = {"logreg": discriminator_scores(train, same_size, ds.schema, random_state=seed)}

@@ -73,26 +73,51 @@ def table_ii(results: pd.DataFrame, model: str = "logreg") -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+#: Table III's row of the sampling floor: the real test split against the train split.
+FLOOR = "Real test split (floor)"
+#: Table III's TVD columns, from the rows of model "marginals".
+TVD_COLUMNS: dict[str, str] = {
+    "tvd_1way": "tvd 1-way", "tvd_2way": "tvd 2-way", "tvd_3way": "tvd 3-way",
+}
+
+
 def table_iii(results: pd.DataFrame) -> pd.DataFrame:
-    """Table III: the discriminator, KLD and TLD, beside the paper (plus HGB AUC, fidelity)."""
+    """Table III: the discriminator, KLD and TLD, beside the paper (plus HGB AUC, pairwise
+    fidelity and, where the run has them, the 1-, 2- and 3-way marginal TVD, with the
+    sampling floor as a first row per dataset: the real test split against the train split,
+    source ``"Real"`` in the rows)."""
     out = []
     d = results[results["model"] == "discriminator"]
-    for name in dict.fromkeys(d["dataset"]):
-        for source in dict.fromkeys(d[d["dataset"] == name]["source"]):
+    m = results[results["model"] == "marginals"]
+    tvd = [c for c in TVD_COLUMNS if c in m and m[c].notna().any()]
+    for name in dict.fromkeys([*d["dataset"], *m["dataset"]]):
+        sources = dict.fromkeys([*m[(m["dataset"] == name) & (m["source"] == "Real")]["source"],
+                                 *d[d["dataset"] == name]["source"],
+                                 *m[m["dataset"] == name]["source"]])
+        for source in sources:
             s = d[(d["dataset"] == name) & (d["source"] == source)]
-            row: dict[str, Any] = {"dataset": name, "source": source}
+            row: dict[str, Any] = {"dataset": name,
+                                   "source": FLOOR if source == "Real" else source}
             ref = TABLE_III.get(name) if source in COMPARED else None
             for i, (col, label) in enumerate((("disc_accuracy", "accuracy"), ("disc_f1", "f1"),
                                               ("disc_auc", "auc"), ("kld", "kld"), ("tld", "tld"))):
-                mean, std = _mean_std(s, col)
                 digits = 3 if col in ("kld", "tld") else 2
-                row[label] = _cell(mean, std, ref[i] if ref else None, digits)
-            mean, std = _mean_std(s, "disc_hgb_auc")
-            row["hgb disc. auc"] = _cell(mean, std, None)
-            mean, std = _mean_std(s, "pairwise_fidelity")
-            row["pairwise Δ"] = _cell(mean, std, None, 3)
+                row[label] = _cell_of(s, col, ref[i] if ref else None, digits)
+            row["hgb disc. auc"] = _cell_of(s, "disc_hgb_auc", None)
+            row["pairwise Δ"] = _cell_of(s, "pairwise_fidelity", None, 3)
+            t = m[(m["dataset"] == name) & (m["source"] == source)]
+            for col in tvd:
+                row[TVD_COLUMNS[col]] = _cell_of(t, col, None, 3)
             out.append(row)
     return pd.DataFrame(out)
+
+
+def _cell_of(rows: pd.DataFrame, column: str, ref: float | None, digits: int = 2) -> str:
+    """``mean ± std`` of a column over seeds (:func:`_cell`), empty without a value."""
+    if column not in rows or rows[column].isna().all():
+        return ""
+    mean, std = _mean_std(rows.dropna(subset=[column]), column)
+    return _cell(mean, std, ref, digits)
 
 
 def _table(
@@ -162,11 +187,17 @@ def _ms(values: pd.Series, digits: int = 1) -> str:
     return f"{float(v.mean()):.{digits}f}±{float(v.std(ddof=1)):.{digits}f}"
 
 
+def _mean(values: pd.Series) -> str:
+    v = values.astype(float)
+    return "" if v.isna().all() else f"{float(v.mean()):.3f}"
+
+
 def summary_tables(
     results: pd.DataFrame, extra: Mapping[str, pd.DataFrame] | None = None
 ) -> dict[str, pd.DataFrame]:
     """Compact tables for the terminal: Table II's logistic-regression accuracy per source
-    (the paper's Synth beside), Table III's discriminator AUC, Tables IV and V's mean gains
+    (the paper's Synth beside), Table III's discriminator AUC and 2- and 3-way marginal TVD
+    (the sampling floor beside), Tables IV and V's mean gains
     and the privacy table's largest attack AUC per ε. Every cell is short."""
     out: dict[str, pd.DataFrame] = {}
     if len(results):
@@ -192,6 +223,19 @@ def summary_tables(
                 row["paper"] = f"{TABLE_III[name][2]:.1f}" if name in TABLE_III else ""
                 rows.append(row)
             out["Table III: discriminator AUC (%), 50 = indistinguishable"] = pd.DataFrame(rows)
+        marg = results[results["model"] == "marginals"]
+        if len(marg) and {"tvd_2way", "tvd_3way"} <= set(marg.columns):
+            rows = []
+            for name in dict.fromkeys(marg["dataset"]):
+                row = {"dataset": name}
+                for source in dict.fromkeys(marg["source"]):
+                    s = marg[(marg["dataset"] == name) & (marg["source"] == source)]
+                    cell = "/".join(_mean(s[c]) for c in ("tvd_2way", "tvd_3way"))
+                    key = "floor" if source == "Real" else SHORT_SOURCES.get(source, source)
+                    row[key] = "" if cell == "/" else cell
+                rows.append(row)
+            out["Table III: 2-way/3-way marginal TVD (lower is better; floor = test vs "
+                "train)"] = pd.DataFrame(rows)
     for key, title in (("table_v", "Table V, our DDP-βVAE"),
                        ("table_v_paper", "Table V, paper mode")):
         table = (extra or {}).get(key)
