@@ -30,7 +30,7 @@ from threedgl.evaluation.utility import utility_scores
 from threedgl.experiments.reproduce import split
 
 
-def make_rule(*, bins_per=30, batch_per=8, batch_max=512, epochs_num=1000, epochs_lo=8,
+def make_rule(*, bins_per=30, bins_max=64, batch_per=8, batch_max=512, epochs_num=1000, epochs_lo=8,
               epochs_hi=40, max_steps=1000, max_row_passes=300_000, lr=5e-3, beta=0.5
               ) -> Callable[..., dict[str, Any]]:
     """The rule of :func:`auto_settings` with its constants as parameters."""
@@ -40,9 +40,10 @@ def make_rule(*, bins_per=30, batch_per=8, batch_max=512, epochs_num=1000, epoch
         fixed = dict(overrides or {})
         n_min = max(1.0, min(noisy_rows))
         n_max = max(n_min, max(noisy_rows))
-        out: dict[str, Any] = {"bins": int(np.clip(n_min // bins_per, 4, 20))}
-        if widths is None:
-            return {**out, **fixed}
+        out: dict[str, Any] = {"bins": int(np.clip(n_min // bins_per, 4, bins_max))}
+        if widths is None:  # integer columns with up to 2 x bins values: one bin per value
+            out.update(fixed)
+            return {**out, "levels": max(20, 2 * int(out["bins"]))}
         h1 = 128 if sum(widths) > 96 else 64
         batch = int(np.clip(2 ** round(math.log2(max(n_min / batch_per, 1))), 16, batch_max))
         out.update(hidden=(h1, h1 // 2), latent=int(np.clip(n_features // 2, 3, 8)), beta=beta,

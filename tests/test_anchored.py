@@ -62,7 +62,9 @@ def test_gaussian_rdp_is_opacus_with_sampling_rate_one() -> None:
 
 
 def test_budget_split_spends_the_shares_and_composes_to_epsilon() -> None:
-    order, sigma_c, sigma_m, rest = _budget_split(1.9, 1e-4, 0.05, 0.35)
+    split = _budget_split(1.9, 1e-4, 0.05, 0.35, 0.0)
+    order, sigma_c, sigma_m, rest = split.order, split.count, split.marginals, split.rest
+    assert split.pairs == 0.0  # no two-way release: its share goes to DP-Adam
     total = rdp_budget(1.9, 1e-4, order)
     assert gaussian_rdp(sigma_c, order) == pytest.approx(0.05 * total)
     assert gaussian_rdp(sigma_m, order) == pytest.approx(0.35 * total)
@@ -154,7 +156,7 @@ def test_a_class_whose_noisy_count_is_small_is_not_modelled(titanic) -> None:  #
     assert gen.labels_ == ("1",)
     assert gen.class_rows_[0] != len(only_one)
     # at ε = 1.9 the count's noise is σ ≈ 8.9 rows: the threshold is 2 σ ≈ 17.7 rows
-    _, sigma_c, _, _ = _budget_split(1.9, 1e-4, 0.05, 0.35)
+    sigma_c = _budget_split(1.9, 1e-4, 0.05, 0.5, 0.25).count
     assert max(MIN_NOISY_ROWS, NOISE_MARGIN * sigma_c) == pytest.approx(17.7, abs=0.1)
 
 
@@ -163,7 +165,10 @@ def test_a_tiny_table_still_models_its_largest_class(titanic, monkeypatch) -> No
 
     tiny = titanic.frame.groupby(titanic.target).head(6)  # 6 rows per class
     noisy = iter([5.0, 12.0])  # both below the threshold of 17.7 rows: the larger is kept
-    monkeypatch.setattr(anchored_module, "release_count", lambda n, **kw: next(noisy))
+    from threedgl.privacy.measurement import Marginal, Measurement
+
+    monkeypatch.setattr(anchored_module, "measure_count", lambda n, **kw: Measurement(
+        Marginal(()), np.array([next(noisy)], np.float32), kw["noise_multiplier"]))
     gen = _fit(tiny, titanic.schema, titanic.target, epochs=1, random_state=0)
     assert gen.labels_ == ("1",)
     assert gen.class_rows_ == [12.0]
@@ -200,8 +205,11 @@ def test_without_privacy_the_untrained_anchor_is_the_exact_marginals(titanic) ->
     label = gen.labels_[0]
     real = titanic.frame[titanic.frame[titanic.target] == label].drop(columns=[titanic.target])
     synth = gen.sample_classes([20_000, 0], random_state=0).drop(columns=[titanic.target])
+    # An untrained decoder samples a product distribution: fitted to exact one- and two-way
+    # marginals it cannot meet the pairs, and least squares gives up a little of the one-way
+    # fit for them (a trained decoder meets both: tests/test_measurements.py).
     for r, s in zip(_code_frequencies(gen, real), _code_frequencies(gen, synth), strict=True):
-        assert np.abs(r - s).max() < 0.02
+        assert np.abs(r - s).max() < 0.035
 
 
 # -- sampling ----------------------------------------------------------------------------------------------
@@ -358,7 +366,8 @@ def test_a_default_mode_file_without_its_anchor_fields_is_refused(anchored, tmp_
     artifact = read_artifact(path)
     manifest = json.loads(json.dumps(artifact.manifest))
     for m in manifest["models"]:  # claim DP-Adam's part alone
-        for key in ("rdp_order", "count_noise_multiplier", "marginals_noise_multiplier"):
+        for key in ("rdp_order", "count_noise_multiplier", "marginals_noise_multiplier",
+                    "pairs_noise_multiplier"):
             del m["privacy"][key]
     write_artifact(path, manifest, artifact.tensors)
     with pytest.raises(ArtifactError, match="needs its Rényi order"):

@@ -25,6 +25,10 @@ from threedgl.schema import Schema
 
 __all__ = ["ClassModel", "Manifest", "build_manifest", "read_manifest"]
 
+#: Most DP measurements one class model may list (a count, the one-way marginals of up to
+#: 1,000 features and as many two-way marginals).
+MAX_MEASUREMENTS = 2001
+
 
 @dataclass(frozen=True)
 class ClassModel:
@@ -33,6 +37,9 @@ class ClassModel:
     label: Any
     rows: float
     record: PrivacyRecord
+    #: The manifest entries of the model's stored DP measurements (None: it stores none;
+    #: their values are the tensors ``class{k}.measurement{i}``).
+    measurements: list[dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True)
@@ -75,7 +82,8 @@ def build_manifest(
         "schema_source": schema.source,
         "labels": [m.label for m in models if m.label is not None],
         "architecture": architecture,
-        "models": [{"label": m.label, "rows": m.rows, "privacy": m.record.to_dict()}
+        "models": [{"label": m.label, "rows": m.rows, "privacy": m.record.to_dict(),
+                    **({} if m.measurements is None else {"measurements": m.measurements})}
                    for m in models],
         "training": training,
         "weights_sha256": "0" * 64,
@@ -106,7 +114,12 @@ def read_manifest(manifest: dict[str, Any]) -> Manifest:
         rows = m.get("rows", 1)
         if isinstance(rows, bool) or not isinstance(rows, (int, float)) or not rows >= 0:
             raise ArtifactError(f"model #{i}: 'rows' must be a non-negative number")
-        models.append(ClassModel(label, float(rows), record))
+        measurements = m.get("measurements")
+        if measurements is not None and (not isinstance(measurements, list)
+                                         or len(measurements) > MAX_MEASUREMENTS):
+            raise ArtifactError(f"model #{i}: 'measurements' must be a list of at most "
+                                f"{MAX_MEASUREMENTS} entries")
+        models.append(ClassModel(label, float(rows), record, measurements))
     if len({repr(m.label) for m in models}) != len(models):
         raise ArtifactError("the manifest lists a class label twice")
     return Manifest(raw=manifest, schema=schema, models=tuple(models))

@@ -28,9 +28,18 @@ def privacy_summary(manifest: dict[str, Any], records: Sequence[PrivacyRecord]) 
             "left out)",
             "each class model's noisy row count (Gaussian mechanism, part of its budget) and the "
             "sampling rate q = B / noisy count and steps derived from it; no exact class size",
-            "the decoders' weights: output layer set from DP one-way marginals (part of the "
-            "budget), then trained with DP-Adam",
+            "each class model's one-way marginals over the public bins (Gaussian mechanism, "
+            "part of its budget), stored as released",
         ]
+        if any(r.pairs_noise_multiplier is not None for r in records):
+            released.append(
+                "each class model's two-way marginals of the feature pairs its DP-Adam decoder "
+                "finds most dependent (a spanning tree; bins grouped by the noisy one-way "
+                "counts), Gaussian mechanism, part of its budget, stored as released")
+        released.append(
+            "the decoders' weights: output layer set from the DP one-way marginals, trained "
+            "with DP-Adam (the rest of the budget), then fitted to the measurements above "
+            "with a prior of weighted latent points (post-processing)")
         not_covered = ["a schema inferred from the private data (declare it in public instead)",
                        repeated]
     elif manifest.get("generator") == "dp-marginals":
@@ -82,7 +91,7 @@ def _statement_text(summary: dict[str, Any]) -> str:
         f"Each row of the training table is protected with ({summary['epsilon']:.3g}, "
         f"{summary['delta']:.3g})-differential privacy under {summary['adjacency']} "
         f"({summary['accountant'].upper()} accountant; {summary['composition']}). "
-        "Released besides the DP decoders: " + "; ".join(summary["released"][:3]) + ". "
+        "Released besides the DP decoders: " + "; ".join(summary["released"][:-1]) + ". "
         "Not covered: " + "; ".join(summary["not_covered"]) + "."
     )
 
@@ -102,10 +111,19 @@ def privacy_statement(manifest: dict[str, Any]) -> str:
             f"δ={r['delta']:.3g} ({r['accountant']})"
         )
         if "rdp_order" in r:
+            pairs = r.get("pairs_noise_multiplier")
             lines.append(
                 f"    composed at Rényi order {r['rdp_order']:g}: noisy row count "
                 f"(noise_multiplier={r['count_noise_multiplier']:.4g}), one-way marginals "
-                f"(noise_multiplier={r['marginals_noise_multiplier']:.4g}), then DP-Adam; "
-                f"noisy rows {m.get('rows')!r}"
+                f"(noise_multiplier={r['marginals_noise_multiplier']:.4g}), then DP-Adam"
+                + ("" if pairs is None else
+                   f", then two-way marginals (noise_multiplier={pairs:.4g})")
+                + f"; noisy rows {m.get('rows')!r}"
             )
+            listed = m.get("measurements")
+            if isinstance(listed, list) and listed:
+                shown = ", ".join("count" if not e.get("features") else
+                                  "×".join(map(str, e["features"])) for e in listed[:8])
+                more = f", … ({len(listed)} in all)" if len(listed) > 8 else ""
+                lines.append(f"    measurements stored: {shown}{more}")
     return "\n".join(lines)

@@ -1,7 +1,7 @@
 """DDP-βVAE's default mode: binned outputs, a DP marginal anchor, noisy class sizes.
 
 Per class k, at one Rényi order α fixed from (ε, δ) before any data is seen (see
-:mod:`threedgl.privacy.accounting`), the class's Rényi budget R is split three ways:
+:mod:`threedgl.privacy.accounting`), the class's Rényi budget R is split four ways:
 
 1. ``count_share`` · R: the row count n_k is released as n̂_k = n_k + N(0, σ_c²)
    (:func:`threedgl.privacy.gaussian.release_count`). A class whose n̂_k is below
@@ -14,14 +14,22 @@ Per class k, at one Rényi order α fixed from (ε, δ) before any data is seen 
    Clipped at zero and normalised, their logarithms become the decoder's output bias and
    its output weights start at zero, so an untrained decoder samples the DP marginals;
    DP-Adam then adds what the marginals miss: the correlations.
-3. the rest: DP-Adam (:mod:`threedgl.privacy.dp_adam`) on the one-hot bins, σ calibrated
-   at α for (q_k, steps_k).
+3. the rest, but for step 4: DP-Adam (:mod:`threedgl.privacy.dp_adam`) on the one-hot
+   bins, σ calibrated at α for (q_k, steps_k).
+4. ``pairs_share`` · R: the two-way marginals of F − 1 feature pairs, the maximum spanning
+   tree of the DP-Adam decoder's mutual information (chosen from a DP output: free), their
+   bins grouped by the noisy one-way counts (:mod:`threedgl.model.matching`), released
+   with the Gaussian mechanism (sensitivity √(F − 1)).
 
-The three divergences at α add up to at most R, which converts to ε (Balle et al.): the
-ε recorded for each class model is that bound (the target), and the record holds every
-part so the server recomputes it from the parameters actually used (a hair below). Sampling draws every
-feature's bin from the decoder's softmax and a value within the bin: the synthetic rows
-follow a distribution, not the decoder's mean.
+The divergences at α add up to at most R, which converts to ε (Balle et al.): the ε
+recorded for each class model is that bound (the target), and the record holds every part
+so the server recomputes it from the parameters actually used (a hair below). The noisy
+count, one-way and two-way marginals are *measurements* (:mod:`threedgl.privacy.
+measurement`), stored in the artifact as released; the generator is then fitted to them
+(:func:`threedgl.model.matching.fit_prior`, post-processing): a prior of weighted latent
+points and output offsets under which its marginals agree with the measurements. Sampling
+draws every feature's bin from the decoder's softmax and a value within the bin: the
+synthetic rows follow a distribution, not the decoder's mean.
 
 :func:`auto_settings` chooses what the paper leaves open from public facts only (the
 encoded width and the noisy class sizes); the rule and how it was chosen are in the
@@ -36,9 +44,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
 from threedgl.errors import PrivacyError
+from threedgl.model import matching
 from threedgl.model.base import ProgressCallback, reindexed
+from threedgl.model.matching import (
+    fit_prior,
+    latent_points,
+    pair_groups,
+    select_pairs,
+)
+from threedgl.model.networks import Decoder
 from threedgl.model.training import train_stack
 from threedgl.privacy.accounting import (
     calibrate_at_order,
@@ -48,11 +65,12 @@ from threedgl.privacy.accounting import (
     rdp_order,
     subsampled_gaussian_rdp,
 )
-from threedgl.privacy.gaussian import release_count, release_histograms
+from threedgl.privacy.gaussian import measure_count, measure_marginals
+from threedgl.privacy.measurement import Marginal, Measurement
 from threedgl.privacy.record import PrivacyRecord
 from threedgl.privacy.secure import SecureRandom
 from threedgl.schema import Schema
-from threedgl.schema.bins import Discretizer
+from threedgl.schema.bins import LEVELS, Discretizer
 
 __all__ = ["MIN_NOISY_ROWS", "AnchoredModels", "auto_settings", "fit_anchored"]
 
@@ -66,6 +84,19 @@ NOISE_MARGIN = 2.0
 #: Floor of an anchor probability (a bin the noisy histogram zeroed is still reachable).
 ANCHOR_FLOOR = 1e-3
 
+
+#: Bins of a numeric column: n / ROWS_PER_BIN for the smallest noisy class n, at most
+#: MAX_AUTO_BINS.
+ROWS_PER_BIN = 30
+MAX_AUTO_BINS = 64
+#: An integer column gets one bin per value when it has at most LEVELS_PER_BIN × bins values.
+LEVELS_PER_BIN = 2
+#: Cells along a feature of a two-way measurement: about √(n / (PAIR_SIGNAL · s)) for a
+#: class of n noisy rows and a noise of s per cell (each cell of an n-row table then holds,
+#: on average, PAIR_SIGNAL noise deviations), within [2, MAX_PAIR_GROUPS]; more bins are
+#: grouped by the noisy one-way counts.
+PAIR_SIGNAL = 3.0
+MAX_PAIR_GROUPS = 16
 
 #: DP-Adam steps of the largest class are capped near this, and the epochs so that all
 #: classes together pass over at most MAX_ROW_PASSES rows (keeps a fit within ~10 s).
@@ -81,8 +112,10 @@ def auto_settings(n_features: int, widths: Sequence[int] | None, noisy_rows: Seq
     ``overrides`` the settings the user fixed (kept as they are). With n the smallest and
     N the largest noisy class size and D the encoded width:
 
-    * bins of a numeric column: n / 30, within [4, 20] (each bin keeps ~30 rows of signal
-      against the anchor's noise);
+    * bins of a numeric column: n / 30, within [4, :data:`MAX_AUTO_BINS`] (each bin keeps
+      ~30 rows of signal against the measurements' noise); an integer column with at most
+      max(20, :data:`LEVELS_PER_BIN` × bins) values gets one bin per value (``levels``), so
+      point masses (40 hours a week) are kept;
     * hidden sizes (128, 64) when D > 96, else (64, 32); latent size F / 2 within [3, 8]
       for F features; β = 0.5 (sampling from the N(0, I) prior needs a posterior close to
       it: Table I's β of 0.005 to 0.1 leaves holes in the latent space);
@@ -94,9 +127,10 @@ def auto_settings(n_features: int, widths: Sequence[int] | None, noisy_rows: Seq
     fixed = dict(overrides or {})
     n_min = max(1.0, min(noisy_rows))
     n_max = max(n_min, max(noisy_rows))
-    out: dict[str, Any] = {"bins": int(np.clip(n_min // 30, 4, 20))}
+    out: dict[str, Any] = {"bins": int(np.clip(n_min // ROWS_PER_BIN, 4, MAX_AUTO_BINS))}
     if widths is None:
-        return {**out, **fixed}
+        out.update(fixed)
+        return {**out, "levels": max(LEVELS, LEVELS_PER_BIN * int(out["bins"]))}
     width = int(sum(widths))
     h1 = 128 if width > 96 else 64
     out.update(
@@ -122,20 +156,38 @@ class AnchoredModels:
     kept: list[int]  # indices into the input groups of the classes modelled
     noisy_rows: list[float]
     decoder_states: list[dict[str, Any]]
+    measurements: list[list[Measurement]]  # per kept class: count, one-way, two-way
     architecture: dict[str, Any]
     privacy: list[PrivacyRecord]
     settings: dict[str, Any]
 
 
-def _budget_split(epsilon: float, delta: float, count_share: float, marginals_share: float
-                  ) -> tuple[float, float, float, float]:
-    """(α, σ_count, σ_marginals, Rényi budget left for DP-Adam)."""
+@dataclass(frozen=True)
+class _Split:
+    """The budget split at the fixed order: σ of each Gaussian release (0: none) and the
+    Rényi budget left for DP-Adam."""
+
+    order: float
+    count: float
+    marginals: float
+    pairs: float
+    rest: float
+
+    def gaussian(self) -> float:
+        return sum(gaussian_rdp(s, self.order) for s in (self.count, self.marginals, self.pairs)
+                   if s > 0)
+
+
+def _budget_split(epsilon: float, delta: float, count_share: float, marginals_share: float,
+                  pairs_share: float) -> _Split:
     order = rdp_order(epsilon, delta)
     total = rdp_budget(epsilon, delta, order)
-    sigma_c = math.sqrt(order / (2.0 * count_share * total))
-    sigma_m = math.sqrt(order / (2.0 * marginals_share * total))
-    rest = total - gaussian_rdp(sigma_c, order) - gaussian_rdp(sigma_m, order)
-    return order, sigma_c, sigma_m, rest
+
+    def sigma(share: float) -> float:
+        return math.sqrt(order / (2.0 * share * total)) if share > 0 else 0.0
+
+    split = _Split(order, sigma(count_share), sigma(marginals_share), sigma(pairs_share), 0.0)
+    return _Split(order, split.count, split.marginals, split.pairs, total - split.gaussian())
 
 
 def fit_anchored(
@@ -146,6 +198,7 @@ def fit_anchored(
     delta: float,
     count_share: float,
     marginals_share: float,
+    pairs_share: float,
     overrides: dict[str, Any],
     max_grad_norm: float,
     seed: int,
@@ -158,48 +211,47 @@ def fit_anchored(
     batch_size, learning_rate, bins); the others come from :func:`auto_settings`.
     """
     private = math.isfinite(epsilon)
-    anchor_seed, train_seed = np.random.SeedSequence(seed).spawn(2)
+    anchor_seed, train_seed, prior_seed = np.random.SeedSequence(seed).spawn(3)
     rng: np.random.Generator | SecureRandom = (
         SecureRandom() if secure_mode else np.random.default_rng(anchor_seed))
-    if private:
-        order, sigma_c, sigma_m, rest = _budget_split(epsilon, delta, count_share,
-                                                      marginals_share)
-    else:
-        order, sigma_c, sigma_m, rest = math.nan, 0.0, 0.0, math.inf
+    split = (_budget_split(epsilon, delta, count_share, marginals_share, pairs_share)
+             if private else _Split(math.nan, 0.0, 0.0, 0.0, math.inf))
     # 1. noisy counts (rounded to 0.1 row: what the manifest records and q is derived from)
-    noisy = [round(max(0.0, release_count(len(g), noise_multiplier=sigma_c, rng=rng)), 1)
-             for g in groups]
-    threshold = max(MIN_NOISY_ROWS, NOISE_MARGIN * sigma_c) if private else 1.0
+    counts = [measure_count(len(g), noise_multiplier=split.count, rng=rng) for g in groups]
+    noisy = [round(max(0.0, float(m.noisy[0])), 1) for m in counts]
+    threshold = max(MIN_NOISY_ROWS, NOISE_MARGIN * split.count) if private else 1.0
     kept = [k for k, n in enumerate(noisy) if n >= threshold]
     if not kept:  # a tiny table: model its largest class (by noisy count) all the same
         kept = [int(np.argmax(noisy))]
     if max(noisy[k] for k in kept) < 1.0:
         raise PrivacyError("every class has a noisy row count below 1: nothing to train on")
     rows = [noisy[k] for k in kept]
-    bins = auto_settings(len(schema.features), None, rows, overrides)["bins"]
-    disc = Discretizer(schema, int(bins))
+    first = auto_settings(len(schema.features), None, rows, overrides)
+    disc = Discretizer(schema, int(first["bins"]), levels=int(first["levels"]))
     settings = auto_settings(len(schema.features), disc.widths, rows, overrides)
     settings["bins"] = list(disc.widths)
+    settings.pop("levels", None)
+    widths = list(disc.widths)
     codes = [disc.codes(groups[k]) for k in kept]
-    # 2. the marginal anchor
-    bias = []
-    for c in codes:
-        hists = release_histograms(disc.histograms(c), noise_multiplier=sigma_m, rng=rng)
-        bias.append(np.concatenate([_log_probabilities(h) for h in hists]).astype(np.float32))
+    # 2. the one-way marginals, the anchor of the output layer
+    one_way = [measure_marginals(c, widths, [Marginal((j,)) for j in range(len(widths))],
+                                 noise_multiplier=split.marginals, rng=rng) for c in codes]
+    bias = [np.concatenate([_log_probabilities(m.noisy) for m in ms]).astype(np.float32)
+            for ms in one_way]
     # 3. DP-Adam at the fixed order, q and steps from the noisy counts
     batch, epochs = int(settings["batch_size"]), int(settings["epochs"])
     rates = [min(1.0, batch / n) for n in rows]
     steps = [math.ceil(epochs / q) for q in rates]
-    sigmas = [calibrate_at_order(rest, q, s, order) if private else 0.0
+    sigmas = [calibrate_at_order(split.rest, q, s, split.order) if private else 0.0
               for q, s in zip(rates, steps, strict=True)]
     clip = float(max_grad_norm) if private else math.inf
 
     def spent(k: int, done: int) -> float:
         if not private:
             return math.inf
-        used = (gaussian_rdp(sigma_c, order) + gaussian_rdp(sigma_m, order)
-                + subsampled_gaussian_rdp(sigmas[k], rates[k], max(1, done), order))
-        return epsilon_at_order(used, order, delta)
+        used = (gaussian_rdp(split.count, split.order) + gaussian_rdp(split.marginals, split.order)
+                + subsampled_gaussian_rdp(sigmas[k], rates[k], max(1, done), split.order))
+        return epsilon_at_order(used, split.order, delta)
 
     hidden = tuple(int(h) for h in settings["hidden"])
     model = train_stack(
@@ -209,33 +261,69 @@ def fit_anchored(
         noise_multipliers=sigmas, sample_rates=rates, steps=steps,
         expected_batch_sizes=[q * n for q, n in zip(rates, rows, strict=True)],
         max_grad_norm=clip, epochs=epochs,
-        seed=int(train_seed.generate_state(1, np.uint64)[0]),
+        seed=int.from_bytes(train_seed.generate_state(4, np.uint32).tobytes(), "little"),
         head_bias=bias, epsilon_after=spent,
         progress=reindexed(progress, kept), secure_mode=secure_mode,
     )
-    # The recorded ε is what the fixed-order composition proves: the count and the anchor
-    # at their exact divergences plus DP-Adam's whole share (its σ, q and steps came from
-    # the noisy count, so the bound is the share, whatever the count was), i.e. the target.
-    proven = (epsilon_at_order(gaussian_rdp(sigma_c, order) + gaussian_rdp(sigma_m, order)
-                               + rest, order, delta) if private else math.inf)
+    # 4. two-way marginals of the pairs the DP-Adam decoder finds most dependent, and
+    # 5. the fit of each decoder to all of its measurements (post-processing)
+    architecture = {**model.architecture(), "bins": widths}
+    points = latent_points(int(settings["latent"]), matching.PRIOR_POINTS,
+                           int(prior_seed.generate_state(1, np.uint64)[0]))
+    states, measured = [], []
+    ordered = [f.kind != "categorical" for f in disc.features]
+    n_pairs = len(widths) - 1 if private else min(matching.MAX_EXACT_PAIRS,
+                                                   len(widths) * (len(widths) - 1) // 2)
+    for k in range(len(kept)):
+        state = model.decoder_state(k)
+        decoder = Decoder(state, architecture)
+        two_way: list[Measurement] = []
+        if split.pairs > 0 or not private:
+            size = pair_group_count(rows[k], split.pairs * math.sqrt(max(n_pairs, 1)))
+            grouping = [pair_groups(m, ordered=o, max_groups=size)
+                        for m, o in zip(one_way[k], ordered, strict=True)]
+            pairs = select_pairs(decoder, points, widths, grouping, all_pairs=not private)
+            two_way = measure_marginals(codes[k], widths, pairs,
+                                        noise_multiplier=split.pairs, rng=rng)
+        ms = [counts[kept[k]], *one_way[k], *two_way]
+        fitted = fit_prior(decoder, points, widths, ms)
+        state["head.bias"] = torch.from_numpy(fitted.head_bias)
+        state["prior.z"] = torch.from_numpy(fitted.z)
+        state["prior.weight"] = torch.from_numpy(fitted.weight)
+        states.append(state)
+        measured.append(ms)
+    # The recorded ε is what the fixed-order composition proves: the Gaussian releases at
+    # their exact divergences plus DP-Adam's whole share (its σ, q and steps came from the
+    # noisy count, so the bound is the share, whatever the count was), i.e. the target.
+    proven = epsilon_at_order(split.gaussian() + split.rest, split.order, delta) if private \
+        else math.inf
     records = []
     for k in range(len(kept)):
         if private:
             records.append(PrivacyRecord(
                 noise_multiplier=sigmas[k], sample_rate=rates[k], steps=steps[k],
                 max_grad_norm=clip, accountant="rdp", delta=float(delta),
-                epsilon=proven, rdp_order=order,
-                count_noise_multiplier=sigma_c, marginals_noise_multiplier=sigma_m,
+                epsilon=proven, rdp_order=split.order,
+                count_noise_multiplier=split.count, marginals_noise_multiplier=split.marginals,
+                pairs_noise_multiplier=split.pairs or None,
             ))
         else:
             records.append(PrivacyRecord(0.0, rates[k], steps[k], clip, "rdp", float(delta),
                                          math.inf))
-    architecture = {**model.architecture(), "bins": list(disc.widths)}
     return AnchoredModels(
-        kept=kept, noisy_rows=rows,
-        decoder_states=[model.decoder_state(k) for k in range(len(kept))],
-        architecture=architecture, privacy=records, settings=settings,
+        kept=kept, noisy_rows=rows, decoder_states=states, measurements=measured,
+        architecture={**architecture, "prior": len(points)}, privacy=records,
+        settings=settings,
     )
+
+
+def pair_group_count(noisy_rows: float, cell_noise: float) -> int:
+    """Cells along each feature of a class's two-way measurements (see :data:`PAIR_SIGNAL`):
+    a function of its noisy row count and the public noise scale only."""
+    if cell_noise <= 0:
+        return MAX_PAIR_GROUPS
+    cells = max(noisy_rows, 1.0) / (PAIR_SIGNAL * cell_noise)
+    return int(np.clip(math.floor(math.sqrt(cells)), 2, MAX_PAIR_GROUPS))
 
 
 def _log_probabilities(noisy_counts: np.ndarray) -> np.ndarray:

@@ -297,9 +297,16 @@ class BaseGenerator(BaseEstimator):  # type: ignore[misc]
         return shuffle_rows(frame, rng)
 
     # -- artifact -------------------------------------------------------------------------
+    def _measurement_entries(self) -> list[list[dict[str, Any]] | None]:
+        """Per class model, the manifest entries of its stored DP measurements (None: the
+        generator stores none)."""
+        return [None] * len(self.labels_)
+
     def _build_manifest(self) -> dict[str, Any]:
-        models = [ClassModel(label, rows, record) for label, rows, record
-                  in zip(self.labels_, self._released_rows(), self.privacy_, strict=True)]
+        models = [ClassModel(label, rows, record, measurements)
+                  for label, rows, record, measurements
+                  in zip(self.labels_, self._released_rows(), self.privacy_,
+                         self._measurement_entries(), strict=True)]
         return build_manifest(generator=self.generator_kind, schema=self.schema_,
                               models=models, architecture=self._architecture(),
                               training=self._training_parameters())
@@ -348,13 +355,13 @@ class BaseGenerator(BaseEstimator):  # type: ignore[misc]
         est.labels_ = tuple(m.label for m in checked.models)
         est.class_rows_ = [m.rows for m in checked.models]
         est.privacy_ = [m.record for m in checked.models]
+        est.manifest_ = manifest  # _restore reads the class models' entries
         try:
             est._restore(manifest["architecture"], artifact.tensors)
         except ArtifactError:
             raise
         except ThreedglError as exc:
             raise ArtifactError(str(exc)) from None
-        est.manifest_ = manifest
         return est
 
     def privacy_statement(self) -> str:

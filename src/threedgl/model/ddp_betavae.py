@@ -13,7 +13,6 @@ the generator is (ε, δ)-DP.
 from __future__ import annotations
 
 import math
-import warnings
 from typing import Any, Literal
 
 import numpy as np
@@ -30,6 +29,12 @@ from threedgl.model.base import (
 )
 from threedgl.model.networks import Decoder
 from threedgl.model.presets import preset
+from threedgl.model.stored import (
+    decoder_state,
+    jsonable,
+    restore_measurements,
+    split_class_tensors,
+)
 from threedgl.model.training import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_EPOCHS,
@@ -38,6 +43,7 @@ from threedgl.model.training import (
     _check_int,
     train_class_models,
 )
+from threedgl.privacy.measurement import Measurement
 from threedgl.privacy.record import PrivacyRecord
 from threedgl.schema import TableEncoder
 from threedgl.schema.bins import Discretizer
@@ -54,10 +60,15 @@ PAPER_DEFAULTS: dict[str, Any] = {
     "categorical": "argmax",
 }
 MODES = ("anchored", "paper")
-#: Default shares of each class's Rényi budget (default mode): the noisy row count and
-#: the marginal anchor; DP-Adam gets the rest. See the README for how they were chosen.
+#: Default shares of each class's Rényi budget (default mode): the noisy row count, the
+#: one-way marginals (the anchor) and the two-way marginals measured after DP-Adam (0:
+#: none); DP-Adam gets the rest. See the README for how they were chosen.
 COUNT_SHARE = 0.05
-MARGINALS_SHARE = 0.35
+MARGINALS_SHARE = 0.50
+PAIRS_SHARE = 0.25
+#: Values within a numeric bin follow the frequency polygon of the class's fitted bin
+#: probabilities (False: uniform within the bin).
+POLYGON = True
 
 
 class DDPBetaVAE(BaseGenerator):
@@ -90,9 +101,11 @@ class DDPBetaVAE(BaseGenerator):
         5e-3 (paper).
     bins:
         Anchored mode: bins of a numeric column (``None``: from the smallest noisy class).
-    count_share, marginals_share:
-        Anchored mode: the shares of each class's Rényi budget spent on its noisy row count
-        and on its marginal anchor.
+    count_share, marginals_share, pairs_share:
+        Anchored mode: the shares of each class's Rényi budget spent on its noisy row count,
+        on its one-way marginals (the anchor) and on the two-way marginals of selected pairs
+        of features (0: none); DP-Adam gets the rest. The generator is fitted to all of
+        these measurements after DP-Adam.
     accountant:
         ``"rdp"`` (the paper's) or ``"prv"`` (paper mode only; the anchored composition is
         RDP at a fixed order).
@@ -137,6 +150,7 @@ class DDPBetaVAE(BaseGenerator):
         bins: int | None = None,
         count_share: float = COUNT_SHARE,
         marginals_share: float = MARGINALS_SHARE,
+        pairs_share: float = PAIRS_SHARE,
         accountant: str = "rdp",
         categorical: Literal["sample", "argmax"] | None = None,
         random_state: int | None = None,
@@ -155,6 +169,7 @@ class DDPBetaVAE(BaseGenerator):
         self.bins = bins
         self.count_share = count_share
         self.marginals_share = marginals_share
+        self.pairs_share = pairs_share
         self.accountant = accountant
         self.categorical = categorical
         self.random_state = random_state
@@ -258,10 +273,13 @@ class DDPBetaVAE(BaseGenerator):
                     high_inclusive=True, owner="DDPBetaVAE")
         for name in ("count_share", "marginals_share"):
             check_range(name, getattr(self, name), low=0, high=1, owner="DDPBetaVAE")
-        if self.count_share + self.marginals_share >= 1:
+        check_range("pairs_share", self.pairs_share, low=0, high=1, low_inclusive=True,
+                    owner="DDPBetaVAE")
+        if self.count_share + self.marginals_share + self.pairs_share >= 1:
             raise PrivacyError(
-                "count_share + marginals_share must be below 1 (DP-Adam needs the rest); got "
-                f"{self.count_share!r} + {self.marginals_share!r}."
+                "count_share + marginals_share + pairs_share must be below 1 (DP-Adam needs "
+                f"the rest); got {self.count_share!r} + {self.marginals_share!r} + "
+                f"{self.pairs_share!r}."
             )
         overrides = self._overrides()
         seed = _seed(self.random_state)
@@ -269,11 +287,13 @@ class DDPBetaVAE(BaseGenerator):
             trained = fit_anchored(
                 groups, encoder.schema, epsilon=self.epsilon, delta=self.delta,
                 count_share=self.count_share, marginals_share=self.marginals_share,
+                pairs_share=self.pairs_share,
                 overrides=overrides, max_grad_norm=self.max_grad_norm, seed=seed,
                 progress=progress, secure_mode=bool(self.secure_mode),
             )
         self.architecture_ = trained.architecture
         self.decoders_ = [Decoder(st, trained.architecture) for st in trained.decoder_states]
+        self.measurements_ = trained.measurements
         self.discretizer_ = Discretizer(encoder.schema, trained.architecture["bins"])
         self.settings_ = trained.settings
         records: list[PrivacyRecord | None] = [None] * len(groups)
@@ -295,32 +315,56 @@ class DDPBetaVAE(BaseGenerator):
                 for j, f in enumerate(disc.features):
                     if f.kind == "categorical":
                         codes[:, j] = np.argmax(out[:, disc.offsets[j] : disc.offsets[j + 1]], 1)
-            return disc.encoded(codes, rng)
+            return disc.encoded(codes, rng, self._bin_shapes(k))
         decoding = self._setting("categorical")
         return one_hot_codes(out, self.encoder_.layout, rng if decoding == "sample" else None)
 
+    def _bin_shapes(self, k: int) -> list[np.ndarray | None] | None:
+        """Class k's probabilities of the bins of each numeric column cut into bins (the
+        shape of values within a bin, :meth:`Discretizer.encoded`): the exact marginals of
+        a decoder fitted to its measurements; None for one without a fitted prior."""
+        cache: dict[int, list[np.ndarray | None] | None] = self.__dict__.setdefault(
+            "_bin_shapes_cache", {})
+        if k not in cache:
+            dec, disc = self.decoders_[k], self.discretizer_
+            if dec.prior_z is None or dec.prior_weight is None or not POLYGON:
+                cache[k] = None
+            else:
+                with torch.no_grad(), single_thread():
+                    probs = dec(dec.prior_z).double().numpy()
+                weight = dec.prior_weight.double().numpy()
+                marginal = (weight / weight.sum()) @ probs
+                cache[k] = [marginal[disc.offsets[j] : disc.offsets[j + 1]]
+                            if f.kind in ("linear", "log") else None
+                            for j, f in enumerate(disc.features)]
+        return cache[k]
+
     # -- artifact -------------------------------------------------------------------------
     def _architecture(self) -> dict[str, Any]:
-        return _jsonable(self.architecture_)
+        return jsonable(self.architecture_)
 
     def _tensors(self) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}
         for k, dec in enumerate(self.decoders_):
-            for name, t in _decoder_state(dec).items():
+            for name, t in decoder_state(dec).items():
                 out[f"class{k}.{name}"] = t.detach().numpy()
+            for i, m in enumerate(self._measurements(k)):
+                out[f"class{k}.measurement{i}"] = np.asarray(m.noisy, dtype=np.float32)
         return out
 
+    def _measurements(self, k: int) -> list[Measurement]:
+        stored = getattr(self, "measurements_", None)
+        return list(stored[k]) if stored is not None else []
+
+    def _measurement_entries(self) -> list[list[dict[str, Any]] | None]:
+        if getattr(self, "measurements_", None) is None:
+            return [None] * len(self.labels_)
+        names = [f.name for f in self.schema_.features]
+        return [[m.to_manifest(names) for m in self._measurements(k)]
+                for k in range(len(self.labels_))]
+
     def _restore(self, architecture: dict[str, Any], tensors: dict[str, np.ndarray]) -> None:
-        groups: dict[int, dict[str, torch.Tensor]] = {}
-        for name, arr in tensors.items():
-            head, _, rest = name.partition(".")
-            if not head.startswith("class") or not head[5:].isdigit() or not rest:
-                raise ArtifactError(f"unexpected tensor name '{name}'")
-            # No copy (the views into the file may be read-only): the Decoder copies the
-            # values into its own parameters and never writes to these.
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-                groups.setdefault(int(head[5:]), {})[rest] = torch.from_numpy(arr)
+        groups, stored = split_class_tensors(tensors)
         if sorted(groups) != list(range(len(self.labels_))):
             raise ArtifactError(
                 f"the file holds tensors for classes {sorted(groups)}, but the manifest lists "
@@ -373,12 +417,22 @@ class DDPBetaVAE(BaseGenerator):
                 self.decoders_.append(Decoder(groups[k], architecture))
             except ThreedglError as exc:
                 raise ArtifactError(f"class model #{k}: {exc}") from None
+        self._restore_measurements(stored)
         names = ["hidden", "latent", "beta", "epochs", "batch_size", "learning_rate"]
         self.settings_ = {name: self._setting(name) for name in names}
         if binned:
             self.settings_["bins"] = list(architecture["bins"])
         else:
             self.settings_["categorical"] = self._setting("categorical")
+
+    def _restore_measurements(self, stored: dict[int, dict[int, np.ndarray]]) -> None:
+        entries = [m.get("measurements") for m in self.manifest_["models"]]
+        restored = restore_measurements(
+            entries, stored, self.privacy_, anchored=self.mode == "anchored",
+            names=[f.name for f in self.schema_.features],
+            widths=list(self.discretizer_.widths) if self.mode == "anchored" else [])
+        if restored is not None:
+            self.measurements_ = restored
 
     def _training_parameters(self) -> dict[str, Any]:
         st = self.settings_
@@ -403,6 +457,7 @@ class DDPBetaVAE(BaseGenerator):
             out["categorical"] = self.categorical or "sample"
             out["count_share"] = float(self.count_share)
             out["marginals_share"] = float(self.marginals_share)
+            out["pairs_share"] = float(self.pairs_share)
             out["chosen"] = sorted(set(st) - set(self._overrides()) - {"bins"})
         return out
 
@@ -416,26 +471,3 @@ class DDPBetaVAE(BaseGenerator):
         if "hidden" in params and isinstance(params["hidden"], list):
             params["hidden"] = tuple(params["hidden"])
         return params
-
-
-
-def _decoder_state(dec: Decoder) -> dict[str, torch.Tensor]:
-    names = ("decoder.0", "decoder.1", "head")
-    out: dict[str, torch.Tensor] = {}
-    for lin, name in zip(dec.linears, names, strict=True):
-        assert isinstance(lin, torch.nn.Linear)
-        out[f"{name}.weight"] = lin.weight.detach().contiguous()
-        out[f"{name}.bias"] = lin.bias.detach().contiguous()
-    return out
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating,)):
-        return float(value)
-    return value

@@ -47,6 +47,8 @@ __all__ = [
 KINDS = ("numeric", "categorical")
 #: One block of the decoder's output layout: (kind, start column, stop column).
 OutputBlock = tuple[str, int, int]
+#: Most latent points a prior fitted to measurements may hold (a file cannot ask for more).
+MAX_PRIOR_POINTS = 1 << 16
 LOGVAR_BOUND = 10.0  # log σ² clamped to [-10, 10] so exp() cannot overflow under DP noise
 # Layer order (index into BatchedVAE.layers); decoder layers are the last three.
 LAYER_NAMES = ("encoder.0", "encoder.1", "encoder.out", "decoder.0", "decoder.1", "head")
@@ -84,14 +86,16 @@ def check_architecture(arch: Any) -> dict[str, Any]:
     """Validate an architecture dict ``{h1, h2, latent, n_outputs, layout}``; return a copy.
 
     A binned model (DDP-βVAE's default mode) also has ``bins``: the bin count of every
-    feature (checked against the schema by :class:`threedgl.schema.bins.Discretizer`).
+    feature (checked against the schema by :class:`threedgl.schema.bins.Discretizer`), and
+    one fitted to its measurements ``prior``: the number of latent points of its prior.
     """
     if not isinstance(arch, Mapping):
         raise ThreedglError(f"The architecture must be a mapping. Got {type(arch).__name__}.")
     keys = {"h1", "h2", "latent", "n_outputs", "layout"}
-    if set(arch) - {"bins"} != keys:
+    if set(arch) - {"bins", "prior"} != keys:
         raise ThreedglError(
-            f"The architecture must have exactly the keys {sorted(keys)} (and optionally 'bins')."
+            f"The architecture must have exactly the keys {sorted(keys)} (and optionally 'bins' "
+            "and 'prior')."
         )
     out: dict[str, Any] = {}
     for k in ("h1", "h2", "latent", "n_outputs"):
@@ -108,6 +112,9 @@ def check_architecture(arch: Any) -> dict[str, Any]:
                 f"Architecture field 'bins' adds up to {sum(bins)}, not n_outputs={out['n_outputs']}."
             )
         out["bins"] = list(bins)
+    if "prior" in arch:
+        out["prior"] = check_int("prior", arch["prior"], low=1, high=MAX_PRIOR_POINTS,
+                                 owner="the architecture")
     return out
 
 
@@ -291,6 +298,10 @@ class VAEModule(nn.Module):
 class Decoder(nn.Module):
     """A standalone decoder rebuilt from :meth:`BatchedVAE.decoder_state` + architecture.
 
+    Its latent prior is N(0, I), or, for a decoder fitted to its DP measurements
+    (:mod:`threedgl.model.matching`, architecture ``prior`` = M), the weighted latent
+    points ``prior.z`` (M × d) with weights ``prior.weight`` (M, non-negative).
+
     The state and architecture may come from untrusted files: names, shapes, dtypes and
     finiteness are checked strictly and any mismatch raises :class:`ThreedglError`.
     """
@@ -307,6 +318,8 @@ class Decoder(nn.Module):
             "decoder.1.weight": (h1, h2), "decoder.1.bias": (h1,),
             "head.weight": (n, h1), "head.bias": (n,),
         }  # fmt: skip
+        if "prior" in arch:
+            expected.update({"prior.z": (arch["prior"], d), "prior.weight": (arch["prior"],)})
         if not isinstance(state, Mapping):
             raise ThreedglError("The decoder state must be a mapping of tensor names to tensors.")
         for name in state:
@@ -334,13 +347,26 @@ class Decoder(nn.Module):
                 assert isinstance(lin, nn.Linear)
                 lin.weight.copy_(state[f"{name}.weight"])
                 lin.bias.copy_(state[f"{name}.bias"])
+        self.prior_z: Tensor | None = None
+        self.prior_weight: Tensor | None = None
+        if "prior" in arch:
+            weight = state["prior.weight"]
+            if bool((weight < 0).any()) or not float(weight.sum()) > 0:
+                raise ThreedglError("Decoder tensor 'prior.weight' must be non-negative with a "
+                                    "positive sum.")
+            self.prior_z = state["prior.z"].clone()
+            self.prior_weight = weight.clone()
         self.requires_grad_(False)
+
+    def logits(self, z: Tensor) -> Tensor:
+        """The output layer's logits at latent points ``z``."""
+        h = torch.tanh(self.linears[0](z))
+        h = torch.tanh(self.linears[1](h))
+        return self.linears[2](h)
 
     def forward(self, z: Tensor) -> Tensor:
         """Decoded outputs in encoded space (numeric in [0, 1], categorical probabilities)."""
-        h = torch.tanh(self.linears[0](z))
-        h = torch.tanh(self.linears[1](h))
-        return self.heads.decode(self.linears[2](h))
+        return self.heads.decode(self.logits(z))
 
     def decode(self, z: np.ndarray | Tensor) -> np.ndarray:
         """``forward`` on a (n, latent) array; returns a float32 (n, n_outputs) array."""
@@ -350,6 +376,16 @@ class Decoder(nn.Module):
         with torch.no_grad():
             return self.forward(zt).numpy().astype(np.float32, copy=False)
 
+    def latent_sample(self, n: int, generator: torch.Generator) -> Tensor:
+        """``n`` draws from the latent prior: N(0, I), or the fitted prior's points."""
+        if self.prior_z is None or self.prior_weight is None:
+            return torch.randn(n, self.latent, generator=generator)
+        if n == 0:
+            return self.prior_z[:0]
+        index = torch.multinomial(self.prior_weight.double(), n, replacement=True,
+                                  generator=generator)
+        return self.prior_z[index]
+
     def sample(self, n: int, generator: torch.Generator) -> np.ndarray:
-        """Decode ``n`` latent draws z ~ N(0, I) from ``generator``."""
-        return self.decode(torch.randn(n, self.latent, generator=generator))
+        """Decode ``n`` latent draws from the prior, drawn with ``generator``."""
+        return self.decode(self.latent_sample(n, generator))

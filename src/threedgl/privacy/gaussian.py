@@ -1,9 +1,11 @@
 """The Gaussian mechanism on counts and histograms: the budget spent outside DP-Adam.
 
 Two users: the DP marginals baseline (all of its budget, :func:`measure_histograms`) and
-DDP-βVAE's default mode (a share of each class's budget: :func:`release_count` for the
-class's row count, then :func:`release_histograms` for its one-way marginals, the
-anchor of the decoder's output layer).
+DDP-βVAE's default mode (shares of each class's budget: :func:`measure_count` for the
+class's row count, then :func:`measure_marginals` for its one-way marginals and, after
+DP-Adam, for selected two-way marginals; each release returns
+:class:`~threedgl.privacy.measurement.Measurement` objects, the data the generator is
+fitted to).
 
 One class's table of n rows gives one histogram per feature. Adding or removing one row
 changes exactly one count in each of the F histograms by 1, so the vector of all counts
@@ -21,6 +23,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from threedgl.privacy.accounting import calibrate_noise_multiplier, compute_epsilon
+from threedgl.privacy.measurement import Marginal, Measurement, marginal_counts
 from threedgl.privacy.record import PrivacyRecord
 from threedgl.privacy.secure import SecureRandom
 
@@ -68,4 +71,41 @@ def release_histograms(
     for c in counts:
         c = np.asarray(c, dtype=np.float64)
         out.append(c + rng.normal(0.0, std, size=len(c)) if std else c.copy())
+    return out
+
+
+def measure_count(n: int, *, noise_multiplier: float,
+                  rng: np.random.Generator | SecureRandom) -> Measurement:
+    """A class's row count ``n + N(0, σ²)`` (sensitivity 1), as a measurement.
+
+    The released value is the float32 one (what the artifact stores and everything after
+    uses); σ = 0 releases the exact count.
+    """
+    noisy = np.array([release_count(n, noise_multiplier=noise_multiplier, rng=rng)],
+                     dtype=np.float32)
+    return Measurement(Marginal(()), noisy, float(noise_multiplier))
+
+
+def measure_marginals(
+    codes: np.ndarray,
+    widths: Sequence[int],
+    marginals: Sequence[Marginal],
+    *,
+    noise_multiplier: float,
+    rng: np.random.Generator | SecureRandom,
+) -> list[Measurement]:
+    """One Gaussian release of several marginals of one class's rows (bin codes ``(n, F)``).
+
+    Adding or removing one row changes one cell of each marginal by 1, so the vector of all
+    cells has L2 sensitivity √(number of marginals); every cell gets ``N(0, (σ√m)²)`` for m
+    marginals, σ = ``noise_multiplier``. σ = 0 releases the exact counts.
+    """
+    if not marginals:
+        return []
+    std = noise_multiplier * math.sqrt(len(marginals))
+    out = []
+    for marginal in marginals:
+        exact = marginal_counts(codes, marginal, widths)
+        noisy = exact + rng.normal(0.0, std, size=len(exact)) if std else exact
+        out.append(Measurement(marginal, np.asarray(noisy, dtype=np.float32), float(std)))
     return out

@@ -50,6 +50,9 @@ MIN_RECORD_DELTA = 1e-300
 
 #: Optional fields of a record composed at a fixed Rényi order (DDP-βVAE's default mode).
 ANCHOR_FIELDS = ("rdp_order", "count_noise_multiplier", "marginals_noise_multiplier")
+#: ... and, in files written since the two-way measurements, the noise multiplier of the
+#: Gaussian release of the selected two-way marginals (run after DP-Adam).
+PAIRS_FIELD = "pairs_noise_multiplier"
 
 
 @dataclass(frozen=True)
@@ -60,8 +63,9 @@ class PrivacyRecord:
     Gaussian release of the marginals baseline). A record of DDP-βVAE's default mode also
     has ``rdp_order`` (the fixed Rényi order α of the composition), and the noise
     multipliers of the Gaussian count (sensitivity 1) and of the Gaussian one-way
-    histograms (the marginal anchor; noise multiplier relative to its L2 sensitivity);
-    its ``epsilon`` is the composition of the three at α (see the module docstring).
+    histograms (the marginal anchor; noise multiplier relative to its L2 sensitivity)
+    and, optionally, of the Gaussian two-way marginals measured after DP-Adam; its
+    ``epsilon`` is the composition of them all at α (see the module docstring).
     """
 
     noise_multiplier: float
@@ -74,6 +78,7 @@ class PrivacyRecord:
     rdp_order: float | None = None
     count_noise_multiplier: float | None = None
     marginals_noise_multiplier: float | None = None
+    pairs_noise_multiplier: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (``inf`` max_grad_norm / epsilon are written as ``"inf"``)."""
@@ -81,7 +86,7 @@ class PrivacyRecord:
         for key in ("max_grad_norm", "epsilon"):
             if math.isinf(out[key]):
                 out[key] = "inf"
-        for key in ANCHOR_FIELDS:  # absent in single-mechanism records
+        for key in (*ANCHOR_FIELDS, PAIRS_FIELD):  # absent in single-mechanism records
             if out[key] is None:
                 del out[key]
         return out
@@ -90,7 +95,8 @@ class PrivacyRecord:
         """Every mechanism as ``(noise_multiplier, sample_rate, steps)``, in the order run."""
         parts = [(s, 1.0, 1) for s in (self.count_noise_multiplier,
                                        self.marginals_noise_multiplier) if s is not None]
-        return [*parts, (self.noise_multiplier, self.sample_rate, self.steps)]
+        after = [(self.pairs_noise_multiplier, 1.0, 1)] if self.pairs_noise_multiplier else []
+        return [*parts, (self.noise_multiplier, self.sample_rate, self.steps), *after]
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PrivacyRecord:
@@ -109,7 +115,7 @@ class PrivacyRecord:
         missing = [f for f in fields if f not in data]
         if missing:
             raise PrivacyError(f"Privacy record is missing the field(s) {missing}.")
-        extra = sorted(set(data) - set(fields) - set(ANCHOR_FIELDS))
+        extra = sorted(set(data) - set(fields) - set(ANCHOR_FIELDS) - {PAIRS_FIELD})
         if extra:
             raise PrivacyError(f"Privacy record has unknown field(s) {extra}.")
 
@@ -175,7 +181,15 @@ class PrivacyRecord:
                 raise PrivacyError("A record composed at a fixed Rényi order needs accountant 'rdp'.")
             if sigma == 0:
                 raise PrivacyError("A record composed at a fixed Rényi order needs noise.")
-        return cls(sigma, q, steps, c, acc, delta, eps, **anchor)
+        pairs = None
+        if PAIRS_FIELD in data:
+            if not present:
+                raise PrivacyError(f"Privacy record field '{PAIRS_FIELD}' needs the fields "
+                                   f"{list(ANCHOR_FIELDS)} (a composition at a fixed order).")
+            pairs = num(PAIRS_FIELD)
+            _check(PAIRS_FIELD, pairs, low=MIN_RECORD_SIGMA, high=MAX_RECORD_SIGMA,
+                   low_inclusive=True, high_inclusive=True, owner=owner)
+        return cls(sigma, q, steps, c, acc, delta, eps, **anchor, pairs_noise_multiplier=pairs)
 
     def recompute_epsilon(self) -> float:
         """ε recomputed from the recorded mechanisms and δ with the recorded accountant.

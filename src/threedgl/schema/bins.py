@@ -4,8 +4,8 @@ Binned generators (DDP-βVAE's default mode and the DP marginals baseline) model
 feature as a categorical variable:
 
 * a categorical column: one bin per category;
-* an integer column with at most max(``bins``, 20) values in its bounds: one bin per
-  value (``"levels"``), so a value is reproduced exactly;
+* an integer column with at most ``levels`` values in its bounds (by default
+  max(``bins``, 20)): one bin per value (``"levels"``), so a value is reproduced exactly;
 * any other numeric column: ``bins`` equal steps of its public range, in ``x`` or, when
   the schema declares ``scale="log"``, in ``log1p(x - minimum)``. A value drawn for a bin
   is uniform within the bin (on the column's scale); for an integer column, uniform among
@@ -54,10 +54,14 @@ class Discretizer:
     """Map a :class:`TableEncoder` matrix to per-feature bin codes and back.
 
     ``bins`` is the number of bins of a numeric column (an int), or one width per feature
-    (what an artifact records); categorical widths are always the category counts.
+    (what an artifact records); categorical widths are always the category counts. With an
+    int, ``levels`` is the most integer values a column may have to get one bin per value
+    (default max(``bins``, :data:`LEVELS`)); with widths, a width equal to the column's
+    number of integer values means one bin per value.
     """
 
-    def __init__(self, schema: Schema, bins: int | Sequence[int]) -> None:
+    def __init__(self, schema: Schema, bins: int | Sequence[int], levels: int | None = None
+                 ) -> None:
         self.encoder = TableEncoder(schema)
         spans = self.encoder.spans
         features = schema.features
@@ -88,11 +92,11 @@ class Discretizer:
                 out.append(FeatureBins(col.name, "categorical", span.width, span.start))
                 continue
             assert isinstance(col, NumericColumn)
-            levels = _levels(col)
+            values = _levels(col)
             width = default if w is None else int(w)
-            if levels is not None and (max(width, LEVELS) >= levels if w is None
-                                       else width == levels):
-                out.append(FeatureBins(col.name, "levels", levels, span.start))
+            most = max(width, LEVELS) if levels is None else max(width, int(levels))
+            if values is not None and (most >= values if w is None else width == values):
+                out.append(FeatureBins(col.name, "levels", values, span.start))
             else:
                 out.append(FeatureBins(col.name, col.scale, width, span.start))
         self.features: tuple[FeatureBins, ...] = tuple(out)
@@ -146,8 +150,15 @@ class Discretizer:
                 for j, w in enumerate(self.widths)]
 
     # -- codes → data ---------------------------------------------------------------------
-    def encoded(self, codes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """A TableEncoder matrix for bin codes: values drawn uniformly within their bins."""
+    def encoded(self, codes: np.ndarray, rng: np.random.Generator,
+                shapes: Sequence[np.ndarray | None] | None = None) -> np.ndarray:
+        """A TableEncoder matrix for bin codes: values drawn within their bins.
+
+        Uniformly within the bin, or, where ``shapes[j]`` gives the probabilities of feature
+        j's bins (a numeric column cut into bins), from the frequency polygon through them:
+        the density is linear from each bin's centre to the next, so a bin on a slope puts
+        more of its values towards its denser neighbour (the bin's own mass is unchanged).
+        """
         n = len(codes)
         out = np.zeros((n, self.encoder.n_outputs), dtype=np.float32)
         rows = np.arange(n)
@@ -164,10 +175,18 @@ class Discretizer:
                 first = self._first_integer[j]
                 lo = first[c]
                 count = first[c + 1] - lo  # integers in the bin (0: none, take its first)
-                value = lo + np.floor(rng.random(n) * np.maximum(count, 1))
+                shape = None if shapes is None else shapes[j]
+                if shape is None:
+                    value = lo + np.floor(rng.random(n) * np.maximum(count, 1))
+                else:  # the polygon's position, then the bin's integer at or above it
+                    x = col.minimum + span * _from_unit(
+                        col, f.kind, (c + _polygon_position(shape, c, rng)) / f.width)
+                    value = np.clip(np.ceil(x - 1e-9), lo, lo + np.maximum(count, 1) - 1)
                 out[:, f.start] = (value - col.minimum) / span if span > 0 else 0.0
             else:
-                out[:, f.start] = _from_unit(col, f.kind, (c + rng.random(n)) / f.width)
+                shape = None if shapes is None else shapes[j]
+                t = rng.random(n) if shape is None else _polygon_position(shape, c, rng)
+                out[:, f.start] = _from_unit(col, f.kind, (c + t) / f.width)
         return out
 
     def sample_codes(self, probabilities: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -181,6 +200,28 @@ class Discretizer:
             cdf = np.cumsum(block, axis=1)
             out[:, j] = np.minimum((cdf < u[:, j : j + 1] * cdf[:, -1:]).sum(axis=1), w - 1)
         return out
+
+
+def _polygon_position(probabilities: np.ndarray, codes: np.ndarray, rng: np.random.Generator
+                      ) -> np.ndarray:
+    """Positions in [0, 1) within bins ``codes`` drawn from the frequency polygon of the bin
+    probabilities: the density rises or falls linearly from the bin's centre to half-way to
+    each neighbour's (flat at the ends of the range)."""
+    d = np.clip(np.asarray(probabilities, dtype=np.float64), 0.0, None)
+    left = np.concatenate([[d[0]], (d[:-1] + d[1:]) / 2])[codes]
+    right = np.concatenate([(d[:-1] + d[1:]) / 2, [d[-1]]])[codes]
+    mid = d[codes]
+    u, v = rng.random(len(codes)), rng.random(len(codes))
+    area_left, area_right = left + mid, mid + right
+    total = area_left + area_right
+    in_left = v * np.where(total > 0, total, 1.0) < np.where(total > 0, area_left, 0.5)
+    a = np.where(in_left, left, mid)  # density at the half's start and end
+    b = np.where(in_left, mid, right)
+    root = np.sqrt(np.maximum(a * a + (b - a) * u * (a + b), 0.0))
+    denom = a + root
+    # inverse CDF of the density a + (b − a)t on [0, 1]; uniform where both ends are 0
+    t = np.where(denom > 0, u * (a + b) / np.where(denom > 0, denom, 1.0), u)
+    return np.clip(np.where(in_left, 0.5 * t, 0.5 + 0.5 * t), 0.0, np.nextafter(1.0, 0.0))
 
 
 def _levels(col: NumericColumn) -> int | None:

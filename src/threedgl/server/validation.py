@@ -159,7 +159,8 @@ def _check_model(
         params += (
             f", rdp_order={record.rdp_order!r}, count_noise_multiplier="
             f"{record.count_noise_multiplier!r}, marginals_noise_multiplier="
-            f"{record.marginals_noise_multiplier!r}"
+            f"{record.marginals_noise_multiplier!r}, pairs_noise_multiplier="
+            f"{record.pairs_noise_multiplier!r}"
         )
     if not math.isfinite(recomputed) or recomputed > federation.max_epsilon:
         raise UploadRejected(

@@ -1,0 +1,126 @@
+"""How a DDP-βVAE's released state is laid out in its artifact, and read back (checked).
+
+Tensors are named ``class{k}.{name}``: the decoder's layers (``decoder.0``, ``decoder.1``,
+``head``; ``.weight`` and ``.bias``), a fitted prior (``prior.z``, ``prior.weight``) and
+the class model's DP measurements (``measurement{i}``, listed in the manifest's model
+entry under ``measurements``). Everything here reads files from strangers: names are
+parsed strictly (ASCII digits only) and every measurement is checked against the bins and
+against what its class model's privacy record accounts for.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from threedgl.errors import ArtifactError, ThreedglError
+from threedgl.model.networks import Decoder
+from threedgl.privacy.measurement import Measurement, check_against_record
+from threedgl.privacy.record import PrivacyRecord
+
+__all__ = ["decoder_state", "jsonable", "restore_measurements", "split_class_tensors"]
+
+
+def split_class_tensors(tensors: dict[str, np.ndarray]
+                        ) -> tuple[dict[int, dict[str, torch.Tensor]], dict[int, dict[int, np.ndarray]]]:
+    """Per class index: its decoder tensors (as torch views, not copied), and its stored
+    measurements by index."""
+    groups: dict[int, dict[str, torch.Tensor]] = {}
+    stored: dict[int, dict[int, np.ndarray]] = {}
+    for name, arr in tensors.items():
+        head, _, rest = name.partition(".")
+        k = _index(head, "class")
+        if k is None or not rest:
+            raise ArtifactError(f"unexpected tensor name {_shown(name)}")
+        i = _index(rest, "measurement")
+        if i is not None:
+            stored.setdefault(k, {})[i] = arr
+            continue
+        # No copy (the views into the file may be read-only): the Decoder copies the
+        # values into its own parameters and never writes to these.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            groups.setdefault(k, {})[rest] = torch.from_numpy(arr)
+    return groups, stored
+
+
+def restore_measurements(
+    entries: Sequence[Any],
+    stored: dict[int, dict[int, np.ndarray]],
+    records: Sequence[PrivacyRecord],
+    *,
+    anchored: bool,
+    names: Sequence[str],
+    widths: Sequence[int],
+) -> list[list[Measurement]] | None:
+    """The class models' DP measurements from their manifest entries and tensors, checked
+    against the bins and against what each privacy record accounts for (None: none
+    stored)."""
+    if all(e is None for e in entries):
+        if stored:
+            raise ArtifactError("the file holds measurement tensors but the manifest lists no "
+                                "measurements")
+        return None
+    if not anchored or any(e is None for e in entries):
+        raise ArtifactError("measurements are stored by every class model of an anchored "
+                            "generator, or by none")
+    stored = dict(stored)
+    out = []
+    for k, listed in enumerate(entries):
+        values = stored.pop(k, {})
+        if sorted(values) != list(range(len(listed))):
+            raise ArtifactError(f"class model #{k} lists {len(listed)} measurement(s) but the "
+                                f"file holds tensors {sorted(values)[:5]}")
+        try:
+            ms = [Measurement.from_manifest(e, values[i], names, widths)
+                  for i, e in enumerate(listed)]
+            check_against_record(ms, records[k])
+        except ThreedglError as exc:
+            raise ArtifactError(f"class model #{k}: {exc}") from None
+        out.append(ms)
+    if stored:
+        raise ArtifactError(f"measurement tensors for classes {sorted(stored)[:5]} that the "
+                            "manifest does not list")
+    return out
+
+
+def decoder_state(dec: Decoder) -> dict[str, torch.Tensor]:
+    names = ("decoder.0", "decoder.1", "head")
+    out: dict[str, torch.Tensor] = {}
+    for lin, name in zip(dec.linears, names, strict=True):
+        assert isinstance(lin, torch.nn.Linear)
+        out[f"{name}.weight"] = lin.weight.detach().contiguous()
+        out[f"{name}.bias"] = lin.bias.detach().contiguous()
+    if dec.prior_z is not None and dec.prior_weight is not None:
+        out["prior.z"] = dec.prior_z.contiguous()
+        out["prior.weight"] = dec.prior_weight.contiguous()
+    return out
+
+
+def _index(text: str, prefix: str) -> int | None:
+    """``k`` of ``f"{prefix}{k}"`` (ASCII digits, at most 6), else None."""
+    digits = text[len(prefix):] if text.startswith(prefix) else ""
+    if not (0 < len(digits) <= 6 and digits.isascii() and digits.isdigit()):
+        return None
+    return int(digits)
+
+
+def _shown(name: str) -> str:
+    text = ascii(name)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    return value
