@@ -4,8 +4,13 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.threedgl-installed
+# The peers (MST, AIM: PyPI's dpmm, which needs Python 3.10/3.11) for benchmarks only,
+# in their own venv.
+PEERS_PYTHON ?= python3.11
+PEERS_VENV := .venv-peers
+PEERS_STAMP := $(PEERS_VENV)/.peers-installed
 
-.PHONY: demo test lint typecheck pytest reproduce benchmark flower-scale clean
+.PHONY: demo test lint typecheck pytest reproduce benchmark flower-scale peers clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,5 +40,14 @@ benchmark: $(STAMP)
 flower-scale: $(STAMP)
 	nice -n 10 $(BIN)/python benchmarks/flower_scale.py
 
+# benchmarks/peers.py runs there; benchmarks/_peers.py (run_peer) calls it from .venv.
+peers: $(PEERS_STAMP)
+
+$(PEERS_STAMP): benchmarks/peers-requirements.txt
+	@test -x $(PEERS_VENV)/bin/python || $(PEERS_PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
+		-r benchmarks/peers-requirements.txt
+	@touch $@
+
 clean:
-	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(PEERS_VENV) runs .pytest_cache .mypy_cache .ruff_cache .hypothesis

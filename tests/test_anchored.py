@@ -209,7 +209,7 @@ def test_without_privacy_the_untrained_anchor_is_the_exact_marginals(titanic) ->
     # marginals it cannot meet the pairs, and least squares gives up a little of the one-way
     # fit for them (a trained decoder meets both: tests/test_measurements.py).
     for r, s in zip(_code_frequencies(gen, real), _code_frequencies(gen, synth), strict=True):
-        assert np.abs(r - s).max() < 0.035
+        assert np.abs(r - s).max() < 0.06
 
 
 # -- sampling ----------------------------------------------------------------------------------------------

@@ -122,8 +122,20 @@ def privacy_statement(manifest: dict[str, Any]) -> str:
             )
             listed = m.get("measurements")
             if isinstance(listed, list) and listed:
-                shown = ", ".join("count" if not e.get("features") else
-                                  "×".join(map(str, e["features"])) for e in listed[:8])
-                more = f", … ({len(listed)} in all)" if len(listed) > 8 else ""
-                lines.append(f"    measurements stored: {shown}{more}")
+                lines.append("    measurements stored: " + _measurements_line(listed))
     return "\n".join(lines)
+
+
+def _measurements_line(listed: list[Any]) -> str:
+    """``the row count, 7 one-way and 6 two-way marginals (age×fare, …)``."""
+    sizes: dict[int, list[str]] = {}
+    for e in listed:
+        feats = e.get("features") if isinstance(e, dict) else None
+        feats = feats if isinstance(feats, list) else []
+        sizes.setdefault(len(feats), []).append("×".join(map(str, feats)))
+    parts = ["the row count"] if 0 in sizes else []
+    parts += [f"{len(sizes[k])} {name} marginal(s)" for k, name in ((1, "one-way"), (2, "two-way"))
+              if k in sizes]
+    pairs = sizes.get(2, [])
+    shown = ", ".join(pairs[:4]) + (", …" if len(pairs) > 4 else "")
+    return ", ".join(parts) + (f" ({shown})" if pairs else "")

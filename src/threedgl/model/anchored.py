@@ -88,6 +88,7 @@ ANCHOR_FLOOR = 1e-3
 #: Bins of a numeric column: n / ROWS_PER_BIN for the smallest noisy class n, at most
 #: MAX_AUTO_BINS.
 ROWS_PER_BIN = 30
+MIN_AUTO_BINS = 4
 MAX_AUTO_BINS = 64
 #: An integer column gets one bin per value when it has at most LEVELS_PER_BIN × bins values.
 LEVELS_PER_BIN = 2
@@ -127,7 +128,8 @@ def auto_settings(n_features: int, widths: Sequence[int] | None, noisy_rows: Seq
     fixed = dict(overrides or {})
     n_min = max(1.0, min(noisy_rows))
     n_max = max(n_min, max(noisy_rows))
-    out: dict[str, Any] = {"bins": int(np.clip(n_min // ROWS_PER_BIN, 4, MAX_AUTO_BINS))}
+    out: dict[str, Any] = {"bins": int(np.clip(n_min // ROWS_PER_BIN, MIN_AUTO_BINS,
+                                               MAX_AUTO_BINS))}
     if widths is None:
         out.update(fixed)
         return {**out, "levels": max(LEVELS, LEVELS_PER_BIN * int(out["bins"]))}

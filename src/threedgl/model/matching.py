@@ -50,7 +50,7 @@ __all__ = [
 #: Latent points of the fitted prior.
 PRIOR_POINTS = 1024
 #: Adam steps and learning rate of the fit (the weights' logits and the output offsets).
-FIT_STEPS = 200
+FIT_STEPS = 150
 FIT_LEARNING_RATE = 0.05
 #: λ, the weight of KL(w ‖ uniform) (per estimated row).
 KL_WEIGHT = 0.1

@@ -387,5 +387,15 @@ class Decoder(nn.Module):
         return self.prior_z[index]
 
     def sample(self, n: int, generator: torch.Generator) -> np.ndarray:
-        """Decode ``n`` latent draws from the prior, drawn with ``generator``."""
-        return self.decode(self.latent_sample(n, generator))
+        """Decode ``n`` latent draws from the prior, drawn with ``generator``.
+
+        A fitted prior has finitely many points: they are decoded once, and a draw picks
+        one of them (the same distribution as decoding every draw, without the cost).
+        """
+        if self.prior_z is None or self.prior_weight is None:
+            return self.decode(self.latent_sample(n, generator))
+        if getattr(self, "_prior_outputs", None) is None:
+            self._prior_outputs = self.decode(self.prior_z)
+        index = torch.multinomial(self.prior_weight.double(), max(n, 1), replacement=True,
+                                  generator=generator)[:n]
+        return self._prior_outputs[index.numpy()]
