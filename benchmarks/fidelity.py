@@ -19,6 +19,7 @@ the held 20%, and ``--variant NAME=k=v,...`` compares settings of DDP-βVAE (its
 parameters, and module constants written ``module.CONSTANT``).
 
     python benchmarks/fidelity.py [--seeds 3] [--datasets adult,titanic] [--peers mst,aim]
+    python benchmarks/fidelity.py --from-csv run.csv aim.csv   # the tables and the bar again
     python benchmarks/fidelity.py --dev --variant 'pairs0=pairs_share=0' --peers ''
 """
 
@@ -281,7 +282,17 @@ def main() -> None:
                         help="also the default mode of this commit (a git worktree under "
                              ".bench-worktrees/); '' for none")
     parser.add_argument("--csv", default=None)
+    parser.add_argument("--from-csv", nargs="+", default=None,
+                        help="print the tables and the bar from earlier runs' CSVs instead")
     args = parser.parse_args()
+    if args.from_csv:
+        df = pd.concat([pd.read_csv(f) for f in args.from_csv], ignore_index=True)
+        df = df.drop_duplicates(subset=["dataset", "seed", "source"], keep="first")
+        print(summary(df))
+        print()
+        for text in criteria(df, args.previous or None):
+            print(text)
+        return
 
     def ours(settings: dict[str, Any]) -> Callable[[int], Any]:
         params = {k: v for k, v in settings.items() if "." not in k}

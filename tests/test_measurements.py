@@ -37,7 +37,7 @@ from threedgl.privacy.gaussian import measure_count, measure_marginals
 from threedgl.privacy.measurement import Marginal, Measurement, check_against_record
 from threedgl.privacy.record import PrivacyRecord
 from threedgl.schema import CategoricalColumn, NumericColumn, Schema
-from threedgl.schema.bins import Discretizer, _polygon_position
+from threedgl.schema.bins import Discretizer, _linear_position, _polygon_position
 
 
 def _fit(frame: pd.DataFrame, schema: Schema, target: str, **params: Any) -> DDPBetaVAE:
@@ -181,15 +181,27 @@ def _tampered(gen: DDPBetaVAE, tmp_path: Path, change: Any) -> Path:
          "the privacy record's release"),
         (lambda m, t: m["models"][0]["privacy"].pop("pairs_noise_multiplier"),
          "does not account for the 2-way"),
-        (lambda m, t: t.pop("class0.measurement2"), "lists"),
-        (lambda m, t: t.update({"class0.measurement99": np.zeros(3, np.float32)}), "lists"),
-        (lambda m, t: t.update({"class0.measurement1": np.zeros(7, np.float32)}), "values"),
+        (lambda m, t: t.pop("class0.measurements"), "no tensor class0.measurements"),
+        (lambda m, t: t.update({"class9.measurements": np.zeros(3, np.float32)}),
+         "(?i)does not list|classes"),
+        (lambda m, t: t.update({"class0.measurements": t["class0.measurements"][:-1]}),
+         "values"),
+        (lambda m, t: t.update({"class0.measurements": np.zeros(7, np.float32)}), "values"),
+        (lambda m, t: t.update({"class0.measurements": np.concatenate(
+            [t["class0.measurements"], np.zeros(1, np.float32)])}), "tensor holds"),
+        (lambda m, t: t.update({"class0.measurements": np.full_like(
+            t["class0.measurements"], np.nan)}), "finite"),
+        (lambda m, t: m["models"][0]["measurements"].pop(), "values"),
         (lambda m, t: m["models"][1]["measurements"][2].update(features=["nope"]), "unknown"),
         (lambda m, t: m["models"][1]["measurements"][2].update(groups=[[5, -1]]), "groups"),
         (lambda m, t: m["models"][1].pop("measurements"), "every class model"),
         (lambda m, t: t.update({"class².head.bias": np.zeros(3, np.float32)}),
          "(?i)unexpected tensor"),
         (lambda m, t: t.update({"class0.measurement²": np.zeros(3, np.float32)}),
+         "(?i)unexpected tensor|does not match"),
+        (lambda m, t: t.update({"class00.head.bias": np.zeros(3, np.float32)}),
+         "(?i)unexpected tensor"),
+        (lambda m, t: t.update({"class01.measurements": np.zeros(3, np.float32)}),
          "(?i)unexpected tensor"),
     ],
 )
@@ -281,7 +293,8 @@ def test_pair_groups_are_contiguous_and_bounded(counts: list[float], groups: int
     if ordered:
         assert list(g) == sorted(g)  # contiguous groups of neighbouring bins
     else:  # the largest noisy counts keep a cell of their own
-        top = np.argsort(-np.array(counts), kind="stable")[: groups - 1]
+        clipped = np.clip(np.array(counts, np.float32).astype(np.float64), 0, None)
+        top = np.argsort(-clipped, kind="stable")[: groups - 1]  # negative counts tie at 0
         assert len({g[i] for i in top}) == groups - 1
 
 
@@ -352,6 +365,22 @@ def test_the_frequency_polygon_leans_towards_the_denser_neighbour() -> None:
     assert ramp.mean() == pytest.approx(mean, abs=0.004) and ramp.mean() > 0.51
 
 
+def test_the_linear_shape_takes_its_slope_from_the_neighbours() -> None:
+    rng = np.random.default_rng(0)
+    codes = np.full(50_000, 1)
+    flat = _linear_position(np.array([1.0, 1.0, 1.0]), codes, rng)
+    assert flat.mean() == pytest.approx(0.5, abs=0.01) and flat.min() >= 0 and flat.max() < 1
+    # neighbours 0.1 and 0.5 around 0.3: slope 0.2 per bin, density 0.2 → 0.4 across the bin
+    ramp = _linear_position(np.array([0.1, 0.3, 0.5]), codes, rng)
+    t = np.linspace(0, 1, 200_001)
+    density = 0.2 + 0.2 * t
+    assert ramp.mean() == pytest.approx(np.trapezoid(t * density, t) / np.trapezoid(density, t),
+                                        abs=0.004)
+    # an empty neighbour cannot make the density negative: the slope is limited to 2 × 0.3
+    steep = _linear_position(np.array([0.0, 0.3, 5.0]), codes, rng)
+    assert steep.mean() == pytest.approx(2 / 3, abs=0.005)  # density 0 → 0.6: a triangle
+
+
 def test_values_drawn_with_a_shape_stay_in_their_bins() -> None:
     schema = Schema((NumericColumn("x", 0.0, 10.0), NumericColumn("k", 0, 1000, integer=True),
                      CategoricalColumn("y", ("a", "b"))), target="y")
@@ -361,3 +390,69 @@ def test_values_drawn_with_a_shape_stay_in_their_bins() -> None:
     shapes = [rng.dirichlet(np.ones(8)), rng.dirichlet(np.ones(8))]
     again = disc.codes(disc.encoded(codes, rng, shapes))
     assert np.array_equal(again, codes)
+
+
+# -- limits and edge cases ---------------------------------------------------------------------------
+def test_a_wide_table_stays_within_the_readers_tensor_limit(tmp_path: Path) -> None:
+    """Measurements travel as one tensor per class: the tensor count does not grow with F."""
+    from threedgl.artifact.format import MAX_TENSORS
+
+    rng = np.random.default_rng(0)
+    n_features, n = 40, 300
+    frame = pd.DataFrame({f"c{j}": rng.choice(["a", "b", "c"], n) for j in range(n_features)})
+    frame["y"] = rng.choice(["p", "q"], n)
+    columns = [CategoricalColumn(f"c{j}", ("a", "b", "c")) for j in range(n_features)]
+    schema = Schema((*columns, CategoricalColumn("y", ("p", "q"))), target="y")
+    gen = _fit(frame, schema, "y", epochs=1, random_state=0)
+    path = gen.save(tmp_path / "wide.3dgl")
+    tensors = read_artifact(path).tensors
+    per_class = {name.partition(".")[0] for name in tensors}
+    assert len(tensors) <= 10 * len(per_class) < MAX_TENSORS
+    loaded = load_generator(path)
+    assert sum(len(ms) for ms in loaded.measurements_) == sum(len(ms) for ms in gen.measurements_)
+    assert all(len(ms) == 1 + n_features + n_features - 1 for ms in gen.measurements_)
+
+
+def test_one_feature_charges_no_pairs_and_the_statement_claims_none(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame({"x": rng.normal(5, 2, 400).clip(0, 10), "y": rng.choice(["a", "b"], 400)})
+    schema = Schema((NumericColumn("x", 0.0, 10.0), CategoricalColumn("y", ("a", "b"))),
+                    target="y")
+    gen = _fit(frame, schema, "y", epochs=1, random_state=0)
+    for record, ms in zip(gen.privacy_, gen.measurements_, strict=True):
+        assert record.pairs_noise_multiplier is None
+        assert [len(m.features) for m in ms] == [0, 1]
+        assert 0.995 * 1.9 <= record.recompute_epsilon() <= 1.9  # DP-Adam kept the share
+    statement = gen.privacy_statement()
+    assert "two-way" not in statement
+    assert "one-way" in statement
+
+
+def test_a_share_too_small_to_release_anything_is_refused() -> None:
+    with pytest.raises(PrivacyError, match=r"pairs_share = 1e-15 is too small"):
+        _budget_split(1.9, 1e-4, 0.05, 0.5, 1e-15)
+    assert _budget_split(1.9, 1e-4, 0.05, 0.5, 0.0).pairs == 0.0
+
+
+def test_without_the_pairs_share_no_two_way_is_measured(titanic) -> None:  # type: ignore[no-untyped-def]
+    gen = _fit(titanic.frame, titanic.schema, titanic.target, epochs=1, pairs_share=0.0,
+               random_state=0)
+    assert all(r.pairs_noise_multiplier is None for r in gen.privacy_)
+    assert all(max(len(m.features) for m in ms) == 1 for ms in gen.measurements_)
+    assert all(0.995 * 1.9 <= r.recompute_epsilon() <= 1.9 for r in gen.privacy_)
+
+
+def test_a_refit_in_paper_mode_keeps_nothing_of_the_anchored_fit(titanic, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    gen = _fit(titanic.frame, titanic.schema, titanic.target, epochs=1, random_state=0)
+    gen.sample(10, random_state=0)  # fills the bins' shape cache
+    gen.set_params(mode="paper", epochs=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gen.fit(titanic.frame, target=titanic.target, schema=titanic.schema, ledger=False)
+    assert getattr(gen, "measurements_", None) is None
+    assert "_bin_shapes_cache" not in gen.__dict__
+    loaded = load_generator(gen.save(tmp_path / "paper.3dgl"))
+    assert not any(name.endswith(".measurements") for name in read_artifact(
+        tmp_path / "paper.3dgl").tensors)
+    assert getattr(loaded, "measurements_", None) is None
+    assert "measurement" not in loaded.privacy_statement()

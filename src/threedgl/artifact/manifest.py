@@ -38,7 +38,7 @@ class ClassModel:
     rows: float
     record: PrivacyRecord
     #: The manifest entries of the model's stored DP measurements (None: it stores none;
-    #: their values are the tensors ``class{k}.measurement{i}``).
+    #: their values are the tensor ``class{k}.measurements``, concatenated in this order).
     measurements: list[dict[str, Any]] | None = None
 
 

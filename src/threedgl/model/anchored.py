@@ -67,7 +67,7 @@ from threedgl.privacy.accounting import (
 )
 from threedgl.privacy.gaussian import measure_count, measure_marginals
 from threedgl.privacy.measurement import Marginal, Measurement
-from threedgl.privacy.record import PrivacyRecord
+from threedgl.privacy.record import MAX_RECORD_SIGMA, PrivacyRecord
 from threedgl.privacy.secure import SecureRandom
 from threedgl.schema import Schema
 from threedgl.schema.bins import LEVELS, Discretizer
@@ -90,7 +90,8 @@ ANCHOR_FLOOR = 1e-3
 ROWS_PER_BIN = 30
 MIN_AUTO_BINS = 4
 MAX_AUTO_BINS = 64
-#: An integer column gets one bin per value when it has at most LEVELS_PER_BIN × bins values.
+#: An integer column gets one bin per value when it has at most max(LEVELS, LEVELS_PER_BIN ×
+#: bins) values.
 LEVELS_PER_BIN = 2
 #: Cells along a feature of a two-way measurement: about √(n / (PAIR_SIGNAL · s)) for a
 #: class of n noisy rows and a noise of s per cell (each cell of an n-row table then holds,
@@ -189,6 +190,14 @@ def _budget_split(epsilon: float, delta: float, count_share: float, marginals_sh
         return math.sqrt(order / (2.0 * share * total)) if share > 0 else 0.0
 
     split = _Split(order, sigma(count_share), sigma(marginals_share), sigma(pairs_share), 0.0)
+    for name, share, s in (("count_share", count_share, split.count),
+                           ("marginals_share", marginals_share, split.marginals),
+                           ("pairs_share", pairs_share, split.pairs)):
+        if s > MAX_RECORD_SIGMA:
+            raise PrivacyError(
+                f"{name} = {share!r} is too small to release anything: its noise multiplier "
+                f"would be {s:.3g}, above {MAX_RECORD_SIGMA:g} (use 0 for no release, or a "
+                f"share of at least {order / (2 * total * MAX_RECORD_SIGMA ** 2):.2g})")
     return _Split(order, split.count, split.marginals, split.pairs, total - split.gaussian())
 
 
@@ -213,6 +222,8 @@ def fit_anchored(
     batch_size, learning_rate, bins); the others come from :func:`auto_settings`.
     """
     private = math.isfinite(epsilon)
+    if len(schema.features) < 2:
+        pairs_share = 0.0  # one feature: no pair to measure, DP-Adam keeps the share
     anchor_seed, train_seed, prior_seed = np.random.SeedSequence(seed).spawn(3)
     rng: np.random.Generator | SecureRandom = (
         SecureRandom() if secure_mode else np.random.default_rng(anchor_seed))
@@ -251,8 +262,10 @@ def fit_anchored(
     def spent(k: int, done: int) -> float:
         if not private:
             return math.inf
-        used = (gaussian_rdp(split.count, split.order) + gaussian_rdp(split.marginals, split.order)
-                + subsampled_gaussian_rdp(sigmas[k], rates[k], max(1, done), split.order))
+        # the Gaussian releases (the pairs' included, released after DP-Adam) and DP-Adam's
+        # steps so far
+        used = split.gaussian() + subsampled_gaussian_rdp(sigmas[k], rates[k], max(1, done),
+                                                          split.order)
         return epsilon_at_order(used, split.order, delta)
 
     hidden = tuple(int(h) for h in settings["hidden"])

@@ -30,8 +30,10 @@ from threedgl.model.base import (
 from threedgl.model.networks import Decoder
 from threedgl.model.presets import preset
 from threedgl.model.stored import (
+    MEASUREMENTS,
     decoder_state,
     jsonable,
+    measurement_tensor,
     restore_measurements,
     split_class_tensors,
 )
@@ -66,9 +68,9 @@ MODES = ("anchored", "paper")
 COUNT_SHARE = 0.05
 MARGINALS_SHARE = 0.50
 PAIRS_SHARE = 0.25
-#: Values within a numeric bin follow the frequency polygon of the class's fitted bin
-#: probabilities (False: uniform within the bin).
-POLYGON = True
+#: Values within a numeric bin follow a linear density whose slope comes from the class's
+#: fitted probabilities of the neighbouring bins (False: uniform within the bin).
+SHAPED_BINS = True
 
 
 class DDPBetaVAE(BaseGenerator):
@@ -222,6 +224,8 @@ class DDPBetaVAE(BaseGenerator):
         self, groups: list[np.ndarray], encoder: TableEncoder, progress: ProgressCallback | None
     ) -> tuple[list[PrivacyRecord | None], list[float]]:
         mode = self._check_mode()
+        for stale in ("measurements_", "discretizer_", "_bin_shapes_cache"):  # of a last fit
+            self.__dict__.pop(stale, None)
         if self.categorical not in (None, "sample", "argmax"):
             raise ThreedglError(
                 f"The 'categorical' parameter of DDPBetaVAE must be 'sample' or 'argmax'. "
@@ -327,7 +331,7 @@ class DDPBetaVAE(BaseGenerator):
             "_bin_shapes_cache", {})
         if k not in cache:
             dec, disc = self.decoders_[k], self.discretizer_
-            if dec.prior_z is None or dec.prior_weight is None or not POLYGON:
+            if dec.prior_z is None or dec.prior_weight is None or not SHAPED_BINS:
                 cache[k] = None
             else:
                 with torch.no_grad(), single_thread():
@@ -348,8 +352,8 @@ class DDPBetaVAE(BaseGenerator):
         for k, dec in enumerate(self.decoders_):
             for name, t in decoder_state(dec).items():
                 out[f"class{k}.{name}"] = t.detach().numpy()
-            for i, m in enumerate(self._measurements(k)):
-                out[f"class{k}.measurement{i}"] = np.asarray(m.noisy, dtype=np.float32)
+            if getattr(self, "measurements_", None) is not None:
+                out[f"class{k}.{MEASUREMENTS}"] = measurement_tensor(self._measurements(k))
         return out
 
     def _measurements(self, k: int) -> list[Measurement]:
@@ -385,6 +389,8 @@ class DDPBetaVAE(BaseGenerator):
                     f"class model #{k}: a paper-mode generator's privacy record has no "
                     "Rényi order or anchor fields"
                 )
+        if not binned and "prior" in architecture:
+            raise ArtifactError("a 'paper' mode generator has no architecture field 'prior'")
         if binned != ("bins" in architecture):
             raise ArtifactError(
                 f"a {self.mode!r} mode generator {'needs' if binned else 'has no'} "
@@ -425,7 +431,7 @@ class DDPBetaVAE(BaseGenerator):
         else:
             self.settings_["categorical"] = self._setting("categorical")
 
-    def _restore_measurements(self, stored: dict[int, dict[int, np.ndarray]]) -> None:
+    def _restore_measurements(self, stored: dict[int, np.ndarray]) -> None:
         entries = [m.get("measurements") for m in self.manifest_["models"]]
         restored = restore_measurements(
             entries, stored, self.privacy_, anchored=self.mode == "anchored",

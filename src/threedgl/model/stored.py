@@ -2,8 +2,10 @@
 
 Tensors are named ``class{k}.{name}``: the decoder's layers (``decoder.0``, ``decoder.1``,
 ``head``; ``.weight`` and ``.bias``), a fitted prior (``prior.z``, ``prior.weight``) and
-the class model's DP measurements (``measurement{i}``, listed in the manifest's model
-entry under ``measurements``). Everything here reads files from strangers: names are
+the values of the class model's DP measurements (``measurements``: one flat tensor, the
+measurements listed in the manifest's model entry under ``measurements`` concatenated in
+that order, so a file holds a fixed number of tensors per class whatever the table's
+width). Everything here reads files from strangers: names are
 parsed strictly (ASCII digits only) and every measurement is checked against the bins and
 against what its class model's privacy record accounts for.
 """
@@ -19,26 +21,30 @@ import torch
 
 from threedgl.errors import ArtifactError, ThreedglError
 from threedgl.model.networks import Decoder
-from threedgl.privacy.measurement import Measurement, check_against_record
+from threedgl.privacy.measurement import Measurement, check_against_record, read_measurements
 from threedgl.privacy.record import PrivacyRecord
 
-__all__ = ["decoder_state", "jsonable", "restore_measurements", "split_class_tensors"]
+__all__ = ["MEASUREMENTS", "decoder_state", "jsonable", "measurement_tensor",
+           "restore_measurements", "split_class_tensors"]
+
+
+#: The tensor of a class model's measurement values.
+MEASUREMENTS = "measurements"
 
 
 def split_class_tensors(tensors: dict[str, np.ndarray]
-                        ) -> tuple[dict[int, dict[str, torch.Tensor]], dict[int, dict[int, np.ndarray]]]:
+                        ) -> tuple[dict[int, dict[str, torch.Tensor]], dict[int, np.ndarray]]:
     """Per class index: its decoder tensors (as torch views, not copied), and its stored
-    measurements by index."""
+    measurement values (one flat tensor)."""
     groups: dict[int, dict[str, torch.Tensor]] = {}
-    stored: dict[int, dict[int, np.ndarray]] = {}
+    stored: dict[int, np.ndarray] = {}
     for name, arr in tensors.items():
         head, _, rest = name.partition(".")
         k = _index(head, "class")
         if k is None or not rest:
             raise ArtifactError(f"unexpected tensor name {_shown(name)}")
-        i = _index(rest, "measurement")
-        if i is not None:
-            stored.setdefault(k, {})[i] = arr
+        if rest == MEASUREMENTS:
+            stored[k] = arr
             continue
         # No copy (the views into the file may be read-only): the Decoder copies the
         # values into its own parameters and never writes to these.
@@ -50,7 +56,7 @@ def split_class_tensors(tensors: dict[str, np.ndarray]
 
 def restore_measurements(
     entries: Sequence[Any],
-    stored: dict[int, dict[int, np.ndarray]],
+    stored: dict[int, np.ndarray],
     records: Sequence[PrivacyRecord],
     *,
     anchored: bool,
@@ -71,13 +77,11 @@ def restore_measurements(
     stored = dict(stored)
     out = []
     for k, listed in enumerate(entries):
-        values = stored.pop(k, {})
-        if sorted(values) != list(range(len(listed))):
-            raise ArtifactError(f"class model #{k} lists {len(listed)} measurement(s) but the "
-                                f"file holds tensors {sorted(values)[:5]}")
+        if k not in stored:
+            raise ArtifactError(f"class model #{k} lists measurements but the file holds no "
+                                f"tensor class{k}.{MEASUREMENTS}")
         try:
-            ms = [Measurement.from_manifest(e, values[i], names, widths)
-                  for i, e in enumerate(listed)]
+            ms = read_measurements(listed, stored.pop(k), names, widths)
             check_against_record(ms, records[k])
         except ThreedglError as exc:
             raise ArtifactError(f"class model #{k}: {exc}") from None
@@ -101,10 +105,18 @@ def decoder_state(dec: Decoder) -> dict[str, torch.Tensor]:
     return out
 
 
+def measurement_tensor(measurements: Sequence[Measurement]) -> np.ndarray:
+    """The values of a class model's measurements, concatenated in order (float32)."""
+    parts = [np.asarray(m.noisy, dtype=np.float32).ravel() for m in measurements]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+
+
 def _index(text: str, prefix: str) -> int | None:
-    """``k`` of ``f"{prefix}{k}"`` (ASCII digits, at most 6), else None."""
+    """``k`` of ``f"{prefix}{k}"`` (ASCII digits, at most 6, no leading zero), else None."""
     digits = text[len(prefix):] if text.startswith(prefix) else ""
     if not (0 < len(digits) <= 6 and digits.isascii() and digits.isdigit()):
+        return None
+    if len(digits) > 1 and digits[0] == "0":
         return None
     return int(digits)
 

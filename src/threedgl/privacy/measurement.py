@@ -4,7 +4,7 @@ As in private-pgm, a measurement is a small value object that estimation consume
 ever seeing a row: which *marginal* was measured (a set of features of one class's table,
 each over its public bins or over groups of them), the noisy counts of its cells, and the
 standard deviation of the Gaussian noise on every cell. The generator is fitted to them
-(:mod:`threedgl.model.matching`), the artifact stores them (``class{k}.measurement{i}``),
+(:mod:`threedgl.model.matching`), the artifact stores them (one tensor ``class{k}.measurements`` per class model),
 and anyone holding the artifact can post-process them again (the pool, the server).
 
 The empty marginal is the class's row count. A measurement's cells are in C order over
@@ -28,6 +28,7 @@ __all__ = [
     "Measurement",
     "check_against_record",
     "marginal_counts",
+    "read_measurements",
 ]
 
 #: Marginals of at most this many features are measured (the count, one-way, two-way).
@@ -111,46 +112,76 @@ class Measurement:
     @classmethod
     def from_manifest(cls, entry: Mapping[str, Any], values: np.ndarray, names: Sequence[str],
                       widths: Sequence[int]) -> Measurement:
-        """Rebuild a measurement from its manifest entry and tensor; every field checked."""
-        if not isinstance(entry, Mapping) or set(entry) != {"features", "groups", "noise_std"}:
-            raise PrivacyError("a measurement entry has exactly the keys features, groups, "
-                               "noise_std")
-        feats, groups, std = entry["features"], entry["groups"], entry["noise_std"]
-        if not isinstance(feats, list) or not all(isinstance(f, str) for f in feats):
-            raise PrivacyError("a measurement's 'features' must be a list of feature names")
-        unknown = [f for f in feats if f not in names]
-        if unknown:
-            raise PrivacyError(f"a measurement names unknown feature(s) {unknown[:3]!r}")
-        if not isinstance(groups, list) or len(groups) != len(feats):
-            raise PrivacyError("a measurement needs one 'groups' entry per feature")
-        parsed: list[tuple[int, ...] | None] = []
-        for g in groups:
-            if g is None:
-                parsed.append(None)
-            elif (isinstance(g, list) and g and len(g) <= MAX_CELLS
-                  and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < len(g)
-                          for v in g)):
-                parsed.append(tuple(g))
-            else:
-                raise PrivacyError("a measurement's groups must be null or a list of group "
-                                   "indices (one per bin)")
-        if isinstance(std, bool) or not isinstance(std, int | float) or not (
-                0 <= std <= 1e12):
-            raise PrivacyError(f"a measurement's noise_std must be a number in [0, 1e12], got "
-                               f"{std!r}")
-        index = [names.index(f) for f in feats]
-        order = sorted(range(len(index)), key=index.__getitem__)
-        marginal = Marginal(tuple(index[i] for i in order), tuple(parsed[i] for i in order))
-        if [index[i] for i in order] != index:
-            raise PrivacyError("a measurement's features must be listed in schema order")
-        size = marginal.cells(widths) if marginal.features else 1
-        if size > MAX_CELLS:
-            raise PrivacyError(f"a measurement of {size} cells is above the limit of {MAX_CELLS}")
+        """Rebuild a measurement from its manifest entry and its values; every field checked."""
+        marginal, std = _parse_entry(entry, names, widths)
+        size = marginal.cells(widths)
         arr = np.asarray(values)
         if arr.shape != (size,) or not np.isfinite(arr).all():
-            raise PrivacyError(f"a measurement of {feats!r} needs {size} finite values, got "
-                               f"shape {arr.shape}")
-        return cls(marginal, arr.astype(np.float32), float(std))
+            raise PrivacyError(f"a measurement of {entry['features']!r} needs {size} finite "
+                               f"values, got shape {arr.shape}")
+        return cls(marginal, arr.astype(np.float32), std)
+
+
+def read_measurements(entries: Sequence[Any], values: np.ndarray, names: Sequence[str],
+                      widths: Sequence[int]) -> list[Measurement]:
+    """A class model's measurements from its manifest entries and the one flat tensor that
+    holds their values, concatenated in the listed order (every field checked, and the
+    tensor's length against the cells the entries describe)."""
+    flat = np.asarray(values)
+    if flat.ndim != 1:
+        raise PrivacyError(f"the measurements tensor must be flat, got shape {flat.shape}")
+    out, start = [], 0
+    for entry in entries:
+        marginal, _ = _parse_entry(entry, names, widths)
+        size = marginal.cells(widths)
+        if start + size > len(flat):
+            raise PrivacyError(f"the measurements listed need more than the {len(flat)} "
+                               "values the tensor holds")
+        out.append(Measurement.from_manifest(entry, flat[start:start + size], names, widths))
+        start += size
+    if start != len(flat):
+        raise PrivacyError(f"the measurements listed need {start} values but the tensor "
+                           f"holds {len(flat)}")
+    return out
+
+
+def _parse_entry(entry: Any, names: Sequence[str], widths: Sequence[int]
+                 ) -> tuple[Marginal, float]:
+    """The marginal and noise of one manifest entry (strictly checked, cells bounded)."""
+    if not isinstance(entry, Mapping) or set(entry) != {"features", "groups", "noise_std"}:
+        raise PrivacyError("a measurement entry has exactly the keys features, groups, "
+                           "noise_std")
+    feats, groups, std = entry["features"], entry["groups"], entry["noise_std"]
+    if not isinstance(feats, list) or not all(isinstance(f, str) for f in feats):
+        raise PrivacyError("a measurement's 'features' must be a list of feature names")
+    unknown = [f for f in feats if f not in names]
+    if unknown:
+        raise PrivacyError(f"a measurement names unknown feature(s) {unknown[:3]!r}")
+    if not isinstance(groups, list) or len(groups) != len(feats):
+        raise PrivacyError("a measurement needs one 'groups' entry per feature")
+    parsed: list[tuple[int, ...] | None] = []
+    for g in groups:
+        if g is None:
+            parsed.append(None)
+        elif (isinstance(g, list) and g and len(g) <= MAX_CELLS
+              and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < len(g)
+                      for v in g)):
+            parsed.append(tuple(g))
+        else:
+            raise PrivacyError("a measurement's groups must be null or a list of group "
+                               "indices (one per bin)")
+    if isinstance(std, bool) or not isinstance(std, int | float) or not (0 <= std <= 1e12):
+        raise PrivacyError(f"a measurement's noise_std must be a number in [0, 1e12], got "
+                           f"{str(std)[:40]!r}")
+    index = [names.index(f) for f in feats]
+    order = sorted(range(len(index)), key=index.__getitem__)
+    marginal = Marginal(tuple(index[i] for i in order), tuple(parsed[i] for i in order))
+    if [index[i] for i in order] != index:
+        raise PrivacyError("a measurement's features must be listed in schema order")
+    if marginal.cells(widths) > MAX_CELLS:
+        raise PrivacyError(f"a measurement of {marginal.cells(widths)} cells is above the "
+                           f"limit of {MAX_CELLS}")
+    return marginal, float(std)
 
 
 def check_against_record(measurements: Sequence[Measurement], record: Any) -> None:

@@ -8,8 +8,10 @@ feature as a categorical variable:
   max(``bins``, 20)): one bin per value (``"levels"``), so a value is reproduced exactly;
 * any other numeric column: ``bins`` equal steps of its public range, in ``x`` or, when
   the schema declares ``scale="log"``, in ``log1p(x - minimum)``. A value drawn for a bin
-  is uniform within the bin (on the column's scale); for an integer column, uniform among
-  the integers the bin holds.
+  is uniform within the bin (on the column's scale), or, given the bins' probabilities,
+  follows a linear density whose slope comes from the neighbouring bins
+  (:data:`WITHIN_BIN`); an integer column takes the bin's integer at the drawn position's
+  rank (uniform positions: every integer of the bin alike).
 
 Nothing here looks at data to choose an edge: the bins are a function of the schema and
 the bin count, so encoding data with them leaks nothing. :class:`Discretizer` works on
@@ -155,9 +157,10 @@ class Discretizer:
         """A TableEncoder matrix for bin codes: values drawn within their bins.
 
         Uniformly within the bin, or, where ``shapes[j]`` gives the probabilities of feature
-        j's bins (a numeric column cut into bins), from the frequency polygon through them:
-        the density is linear from each bin's centre to the next, so a bin on a slope puts
-        more of its values towards its denser neighbour (the bin's own mass is unchanged).
+        j's bins (a numeric column cut into bins), from a density linear across the bin
+        whose slope is that of the neighbouring bins (:data:`WITHIN_BIN`), so a bin on a
+        slope puts more of its values towards its denser neighbour (the bin's own mass is
+        unchanged). An integer column takes the bin's integer at the drawn position's rank.
         """
         n = len(codes)
         out = np.zeros((n, self.encoder.n_outputs), dtype=np.float32)
@@ -176,16 +179,15 @@ class Discretizer:
                 lo = first[c]
                 count = first[c + 1] - lo  # integers in the bin (0: none, take its first)
                 shape = None if shapes is None else shapes[j]
-                if shape is None:
-                    value = lo + np.floor(rng.random(n) * np.maximum(count, 1))
-                else:  # the polygon's position, then the bin's integer at or above it
-                    x = col.minimum + span * _from_unit(
-                        col, f.kind, (c + _polygon_position(shape, c, rng)) / f.width)
-                    value = np.clip(np.ceil(x - 1e-9), lo, lo + np.maximum(count, 1) - 1)
+                # a position in the bin (uniform, or on the polygon), then the bin's integer
+                # at that rank: uniform positions give every integer of the bin alike
+                t = rng.random(n) if shape is None else _shaped_position(shape, c, rng)
+                value = lo + np.minimum(np.floor(t * np.maximum(count, 1)),
+                                        np.maximum(count, 1) - 1)
                 out[:, f.start] = (value - col.minimum) / span if span > 0 else 0.0
             else:
                 shape = None if shapes is None else shapes[j]
-                t = rng.random(n) if shape is None else _polygon_position(shape, c, rng)
+                t = rng.random(n) if shape is None else _shaped_position(shape, c, rng)
                 out[:, f.start] = _from_unit(col, f.kind, (c + t) / f.width)
         return out
 
@@ -200,6 +202,37 @@ class Discretizer:
             cdf = np.cumsum(block, axis=1)
             out[:, j] = np.minimum((cdf < u[:, j : j + 1] * cdf[:, -1:]).sum(axis=1), w - 1)
         return out
+
+
+#: How values are placed within a bin when a shape is given: "linear" (one slope per bin,
+#: from its neighbours) or "polygon" (the frequency polygon through the bins' centres).
+WITHIN_BIN = "linear"
+
+
+def _shaped_position(probabilities: np.ndarray, codes: np.ndarray, rng: np.random.Generator
+                     ) -> np.ndarray:
+    if WITHIN_BIN == "polygon":
+        return _polygon_position(probabilities, codes, rng)
+    return _linear_position(probabilities, codes, rng)
+
+
+def _linear_position(probabilities: np.ndarray, codes: np.ndarray, rng: np.random.Generator
+                     ) -> np.ndarray:
+    """Positions in [0, 1) within bins ``codes`` from a density linear across the bin: its
+    slope is the central difference of the neighbours' probabilities (one-sided at the ends
+    of the range), limited so the density stays ≥ 0; the bin's own mass is unchanged."""
+    d = np.clip(np.asarray(probabilities, dtype=np.float64), 0.0, None)
+    if len(d) < 2:
+        return rng.random(len(codes))
+    slope = np.gradient(d)  # central differences, one-sided at both ends
+    slope = np.clip(slope, -2 * d, 2 * d)[codes]
+    mid = d[codes]
+    a, b = mid - slope / 2, mid + slope / 2  # density at the bin's two edges (≥ 0)
+    u = rng.random(len(codes))
+    root = np.sqrt(np.maximum(a * a + (b - a) * u * (a + b), 0.0))
+    denom = a + root
+    t = np.where(denom > 0, u * (a + b) / np.where(denom > 0, denom, 1.0), u)
+    return np.clip(t, 0.0, np.nextafter(1.0, 0.0))
 
 
 def _polygon_position(probabilities: np.ndarray, codes: np.ndarray, rng: np.random.Generator
