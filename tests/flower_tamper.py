@@ -24,7 +24,7 @@ def train(message: Message, context: Context) -> Message:
     got = msg.read_train_reply(reply.content)
     bad = bytearray(got.artifact)
     bad[-1] ^= 0xFF
-    return Message(msg.train_reply(got.client, bytes(bad), got.warnings), reply_to=message)
+    return Message(msg.train_reply(got.client, bytes(bad)), reply_to=message)
 
 
 app = ClientApp()

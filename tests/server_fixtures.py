@@ -136,7 +136,9 @@ def generator_bytes(
     file is written again with :func:`write_artifact`: a valid file that claims them.
     """
     from threedgl.artifact.format import read_artifact
+    from threedgl.artifact.statement import privacy_summary
     from threedgl.model.marginals import DPMarginals
+    from threedgl.privacy.record import PrivacyRecord
 
     path = tmp_path / f"gen-{seed}-{uuid.uuid4().hex[:8]}.3dgl"
     # Every call trains distinct weights (the server refuses weights it already holds, in
@@ -160,12 +162,10 @@ def generator_bytes(
         rewritten = dict(artifact.manifest)
         record = fake["models"][0]["privacy"]
         rewritten["models"] = [{**m, "privacy": dict(record)} for m in artifact.manifest["models"]]
-        rewritten["privacy"] = {
-            **artifact.manifest["privacy"],
-            "epsilon": record["epsilon"],
-            "delta": record["delta"],
-            "accountant": record["accountant"],
-        }
+        # the statement as the library writes it for these records (the server refuses one
+        # that claims anything else)
+        rewritten["privacy"] = privacy_summary(
+            rewritten, [PrivacyRecord.from_dict(m["privacy"]) for m in rewritten["models"]])
         write_artifact(path, rewritten, artifact.tensors)
     return path.read_bytes()
 

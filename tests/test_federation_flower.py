@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from threedgl.federation import (
 )
 from threedgl.federation.flower import client_app, demo, engine, server_app
 from threedgl.federation.flower import messages as msg
+from threedgl.federation.scenarios import METRICS
 from threedgl.server.client import ServerClient
 
 __all__ = ["sqlite_server"]  # the shared fixture, imported for pytest
@@ -42,9 +44,9 @@ FAST = EvaluationOptions(pool_min_rows=400, pool_factor=4, cv_folds=5, rpp_cv_fo
 EPSILON = 1.9  # the ServerApp, as the Global Server, accepts only private generators
 
 
-def _spec(clients: int = 3, **kw: Any) -> msg.RoundSpec:
+def _spec(clients: int = 3, delta: float = 1e-4, **kw: Any) -> msg.RoundSpec:
     ds = datasets.load("titanic")
-    factory = PresetFactory(None, EPSILON, 1e-4, 1)
+    factory = PresetFactory(None, EPSILON, delta, 1)
     return msg.RoundSpec(
         seed=0, random_state=11, clients=clients, schema=ds.schema.to_dict(),
         factory=factory.__dict__, options=FAST.__dict__, positive_label=ds.positive_label,
@@ -143,7 +145,7 @@ def test_no_pickle_in_the_message_path(tampered_run: Any) -> None:
                         artifacts += 1
                         if key == "pool":  # what the server forwards passed its checks
                             assert read_artifact_bytes(v).manifest["generator"]
-                    if key in ("round", "warnings", "pool-clients"):
+                    if key in ("round", "pool-clients"):
                         json.loads(v)
     assert artifacts == 3 + 2 + 2  # the 3 trained, then a pool of 2 to each of 2 clients
     # nothing in threedgl.federation imports pickle (or a pickle-based serializer)
@@ -154,6 +156,44 @@ def test_no_pickle_in_the_message_path(tampered_run: Any) -> None:
                      else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             assert not {"pickle", "cloudpickle", "dill", "joblib"} & {
                 n.split(".")[0] for n in names}, path
+
+
+def test_no_count_leaves_a_client(tampered_run: Any) -> None:
+    """What the clients sent holds the protocol's keys only: the artifact (which the privacy
+    statement covers), its sha256, the client index, a status, and a simulated client's
+    scores under their protocol names. No warning text travels."""
+    expected_scores = {f"{sc}.{m}" for sc in msg.CLIENT_SCENARIOS
+                       for m in (*METRICS, "synthetic_rows")}
+    replies = list(tampered_run.received)
+    assert len(replies) == 6
+    for reply in replies:
+        for name, record in reply.content.items():
+            if name == msg.SCORES:
+                assert set(record) == expected_scores
+                continue
+            assert name == msg.RECORD
+            assert set(record) <= {"client", "artifact", "sha256", "status"}, set(record)
+    (outcome,) = tampered_run.rounds
+    assert all(not hasattr(co, "warnings") for co in outcome.clients.values())
+
+
+def test_a_clients_training_warning_holds_no_count() -> None:
+    """δ ≥ 1/n warns on the client's exact class sizes (for its owner's log only): the text
+    names the classes and 1/δ, never a size."""
+    from threedgl.federation.plan import split_for_seed
+    from threedgl.federation.splits import parse_split
+    from threedgl.federation.workers import train_client
+
+    ds = datasets.load("titanic")
+    split = split_for_seed(ds.frame, ds.schema, 3, parse_split("stratified"), 11, 0,
+                           test_size=0.1, min_rows=10)
+    fold = split.folds[0]
+    sizes = {str(int(n)) for n in fold[ds.target].value_counts()}
+    _, warns = train_client(fold, ds.schema, PresetFactory(None, EPSILON, 0.05, 1), 0, 3)
+    texts = [w for w in warns if "at least 1/n" in w]
+    assert texts  # it fired
+    numbers = {t for w in texts for t in re.findall(r"\d+", w)}
+    assert not sizes & numbers, sizes & numbers
 
 
 def test_check_plain_refuses_other_records() -> None:
@@ -179,9 +219,10 @@ def test_round_spec_travels_as_json() -> None:
 
 
 def test_replies_round_trip_and_sha256_is_checked() -> None:
-    reply = msg.read_train_reply(msg.train_reply(2, b"abc", ["w"]))
-    assert (reply.client, reply.artifact, reply.warnings) == (2, b"abc", ["w"])
-    content = msg.train_reply(2, b"abc", [])
+    reply = msg.read_train_reply(msg.train_reply(2, b"abc"))
+    assert (reply.client, reply.artifact) == (2, b"abc")
+    assert set(msg.train_reply(2, b"abc")[msg.RECORD]) == {"client", "artifact", "sha256"}
+    content = msg.train_reply(2, b"abc")
     content[msg.RECORD]["artifact"] = b"abd"
     with pytest.raises(msg.MessageError, match="does not match its sha256"):
         msg.read_train_reply(content)
@@ -191,6 +232,27 @@ def test_replies_round_trip_and_sha256_is_checked() -> None:
     assert back.client == 1 and back.scores is not None
     assert back.scores["fold_test"]["f1"] == 0.25 and math.isnan(back.scores["fold_test"]["auc"])
     assert msg.read_scores_reply(msg.refused_reply(4)).status == "refused"
+    kept = msg.read_scores_reply(msg.kept_reply(5))
+    assert (kept.status, kept.scores) == ("kept", None)
+    assert set(msg.kept_reply(5)[msg.RECORD]) == {"client", "status"}
+
+
+def test_a_deployed_clients_scores_stay_unless_the_run_shares_them() -> None:
+    spec = _spec()
+    assert spec.share_scores is False  # the default
+    outcome = server_app.RoundOutcome(0, {0: server_app.ClientOutcome(0, 7, kept=True)})
+    text = server_app.report_rounds([outcome], spec, "")
+    assert "kept on the clients" in text and "share-scores" in text
+    scores = {s: {"accuracy": 0.5, "f1": 0.25, "auc": 0.5, "synthetic_rows": 7}
+              for s in msg.CLIENT_SCENARIOS}
+    shared = server_app.RoundOutcome(0, {0: server_app.ClientOutcome(0, 7, scores=scores)})
+    text = server_app.report_rounds([shared], msg.RoundSpec(**{**spec.__dict__,
+                                                              "share_scores": True}), "")
+    assert "not cover them" in text
+    got, _ = server_app.spec_from_run_config({"dataset": "titanic", "share-scores": True})
+    assert got.share_scores is True
+    with pytest.raises(ThreedglError, match="share-scores"):
+        server_app.spec_from_run_config({"dataset": "titanic", "share-scores": "yes"})
 
 
 def test_checked_pool_uses_the_global_server_validation(titanic_file: Path, titanic: Any) -> None:
@@ -250,8 +312,8 @@ def test_client_data_deployed_reads_its_own_csv(tmp_path: Path) -> None:
     held = client_app.client_data(spec, {"data-path": str(paths[1]), "client": 5})
     assert held.client == 5 and len(held.fold) + len(held.test) == len(got.fold)
     # a deployed client's noise seed is its own, never derived from the server's numbers
-    seeds = {client_app._train_seed(spec, got, {}) for _ in range(4)}
-    assert len(seeds) == 4
+    seeds = {client_app._train_seed(spec, got, {}) for _ in range(64)}
+    assert len(seeds) == 64 and max(s.bit_length() for s in seeds) > 120  # 128 random bits
     assert client_app._train_seed(spec, got, {"seed": 3}) == 3
     with pytest.raises(ThreedglError, match="is not a file"):
         client_app.client_data(spec, {"data-path": str(tmp_path / "missing.csv")})

@@ -191,6 +191,53 @@ def test_an_understated_epsilon_is_refused_when_loading(
         load_generator_bytes((tmp_path / "lie.3dgl").read_bytes())
 
 
+def _forged(data: bytes, tmp_path: Path, **privacy: Any) -> Path:
+    artifact = read_artifact_bytes(data)
+    manifest = json.loads(json.dumps(artifact.manifest))
+    manifest["privacy"].update(privacy)
+    path = tmp_path / "forged.3dgl"
+    write_artifact(path, manifest, artifact.tensors)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("privacy", "words"),
+    [
+        ({"epsilon": "0.01", "statement": "This generator is (0.01, 1e-9)-DP."},
+         "stored privacy 'epsilon'"),
+        ({"statement": "Each row is protected with (0.01, 1e-09)-differential privacy."},
+         "does not make the claim"),
+        ({"private": False}, "stored privacy 'private'"),
+    ],
+)
+def test_a_forged_statement_is_flagged_by_load_and_inspect(
+    valid: tuple[bytes, dict[str, Any]], tmp_path: Path, privacy: dict[str, Any], words: str
+) -> None:
+    from threedgl.errors import PrivacyWarning
+    from threedgl.model.registry import load_generator
+
+    path = _forged(valid[0], tmp_path, **privacy)
+    with pytest.warns(PrivacyWarning, match=words):
+        gen = load_generator(path)
+    flag, _, statement = gen.privacy_statement().partition("\n")
+    assert flag.startswith("WARNING") and words.split("'")[0] in flag
+    assert statement.startswith("Each row of the training table is protected with (")
+    assert "0.01" not in statement.split(".")[0]  # generated from the records, not the file
+    result = CliRunner().invoke(app, ["inspect", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "WARNING: this file's stored privacy statement is not what" in " ".join(
+        result.output.split())
+
+
+def test_an_honest_statement_is_not_flagged(valid: tuple[bytes, dict[str, Any]]) -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        gen = load_generator_bytes(valid[0])
+    assert not gen.privacy_statement().startswith("WARNING")
+
+
 def test_inspect_shows_hostile_strings_without_obeying_them(
     valid: tuple[bytes, dict[str, Any]], tmp_path: Path
 ) -> None:

@@ -147,6 +147,25 @@ def test_validate_upload_refuses(
         validate_upload(generator_bytes(tmp_path, **kwargs), Fed(**policy))
 
 
+def test_a_forged_statement_is_refused(tmp_path: Path) -> None:
+    """The statement is generated from the verified records: one that claims anything
+    else (here (0.01, 1e-9) with ε written as a string) is refused."""
+    from threedgl.artifact.format import read_artifact_bytes, write_artifact
+
+    artifact = read_artifact_bytes(generator_bytes(tmp_path))
+    for forged, words in (
+        ({"epsilon": "0.01", "statement": "This generator is (0.01, 1e-9)-DP."}, "'epsilon'"),
+        ({"statement": "Each row is protected with (0.01, 1e-09)-differential privacy."},
+         "does not make the claim"),
+    ):
+        manifest = json.loads(json.dumps(artifact.manifest))
+        manifest["privacy"].update(forged)
+        path = tmp_path / "forged.3dgl"
+        write_artifact(path, manifest, artifact.tensors)
+        with pytest.raises(UploadRejected, match=f"privacy statement: .*{words}"):
+            validate_upload(path.read_bytes(), Fed())
+
+
 def test_validate_upload_tolerates_one_percent(tmp_path: Path) -> None:
     from server_fixtures import DELTA, SAMPLE_RATE, SIGMA, STEPS, epsilon
 

@@ -1,4 +1,12 @@
-"""The privacy statement of a generator, in plain words, from its manifest alone."""
+"""The privacy statement of a generator, in plain words, generated from its privacy records.
+
+A file's manifest carries a ``privacy`` object (its overall ε and δ, what is released and
+what is not covered, and the statement text), written by :func:`privacy_summary` at save.
+Nothing reads that text as the truth: :func:`privacy_statement` (``3dgl inspect``, a
+generator's :meth:`privacy_statement`) generates the statement again from the verified
+class records, and :func:`statement_disagreement` names where a stored ``privacy`` object
+claims anything else (the Global Server refuses such a file, inspect flags it).
+"""
 
 from __future__ import annotations
 
@@ -81,6 +89,45 @@ def privacy_summary(manifest: dict[str, Any], records: Sequence[PrivacyRecord]) 
     return summary
 
 
+#: The stored ``privacy`` fields that must equal the generated ones (the prose lists may be
+#: worded differently by another version; they are never shown from the file).
+CLAIMS = ("epsilon", "delta", "accountant", "adjacency", "composition", "private")
+
+
+def statement_disagreement(manifest: dict[str, Any], records: Sequence[PrivacyRecord]
+                           ) -> str | None:
+    """Where the manifest's stored ``privacy`` object disagrees with what its (verified)
+    records support, in words; None when it agrees.
+
+    Its claims (:data:`CLAIMS`) must equal the generated ones, and its statement text must
+    make the generated claim: the same (ε, δ) sentence, or the same "without DP" sentence.
+    """
+    stored = manifest.get("privacy")
+    if not isinstance(stored, dict):
+        return "the manifest's 'privacy' field is not a JSON object"
+    expected = privacy_summary(manifest, records)
+    for key in CLAIMS:
+        if stored.get(key) != expected[key]:
+            return (f"the stored privacy {key!r} is {_short(stored.get(key))}, but the privacy "
+                    f"records give {_short(expected[key])}")
+    text = stored.get("statement")
+    claim = _claim(expected)
+    if not isinstance(text, str) or claim not in text:
+        return (f"the stored statement {_short(text)} does not make the claim its privacy "
+                f"records support: {claim!r}")
+    return None
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _claim(summary: dict[str, Any]) -> str:
+    """The statement's first sentence: what it claims."""
+    return _statement_text(summary).split(". ")[0] + "."
+
+
 def _statement_text(summary: dict[str, Any]) -> str:
     if not summary["private"]:
         return (
@@ -96,10 +143,17 @@ def _statement_text(summary: dict[str, Any]) -> str:
     )
 
 
-def privacy_statement(manifest: dict[str, Any]) -> str:
-    """A multi-line statement for ``3dgl inspect`` and the README."""
-    p = manifest["privacy"]
-    lines = [str(p.get("statement", ""))]
+def privacy_statement(manifest: dict[str, Any], records: Sequence[PrivacyRecord]) -> str:
+    """A multi-line statement for ``3dgl inspect`` and the README, generated from the
+    verified ``records`` (never the file's stored text); a stored statement that disagrees
+    is flagged on the first line."""
+    lines = []
+    problem = statement_disagreement(manifest, records)
+    if problem is not None:
+        lines.append(f"WARNING: this file's stored privacy statement is not what its privacy "
+                     f"records support ({problem}); the statement below is generated from "
+                     "the records.")
+    lines.append(privacy_summary(manifest, records)["statement"])
     lines.append("Per class model (recomputable from σ, q, steps and δ):")
     for m in manifest["models"]:
         r = m["privacy"]

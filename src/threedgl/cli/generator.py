@@ -147,7 +147,12 @@ def inspect(
     console.print(Text(f"training: {shown(m['training'], 600)}"))
     console.print(Text(f"weights sha256: {shown(m['weights_sha256'])}"))
     console.print("[bold]privacy[/]")
-    console.print(Text(gen.privacy_statement()), highlight=False)
+    statement = gen.privacy_statement()
+    if statement.startswith("WARNING"):  # a stored statement its records do not support
+        flag, _, rest = statement.partition("\n")
+        console.print(Text(flag, style="bold red"), highlight=False)
+        statement = rest
+    console.print(Text(statement), highlight=False)
 
 
 def shown(value: object, limit: int = 200) -> str:

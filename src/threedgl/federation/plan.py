@@ -9,7 +9,8 @@ so the same seeds give the same folds, generators and scores wherever they run:
    *external data*), seeded by ``derive_seed(random_state, seed, SPLIT)``;
 2. the train part is split into K disjoint client folds (:mod:`threedgl.federation.splits`),
    seeded by ``derive_seed(random_state, seed, FOLDS)``;
-3. client ``c`` trains with ``derive_seed(random_state, seed, TRAIN, c)`` and evaluates
+3. client ``c`` trains with ``derive_seed(random_state, seed, TRAIN, c, bits=128)`` (128
+   bits: its privacy noise derives from them) and evaluates
    with ``derive_seed(random_state, seed, EVAL, c)``.
 """
 

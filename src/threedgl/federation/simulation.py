@@ -117,7 +117,8 @@ def _run_local(
     folds = frame_split.folds
     trained = run_all(
         run_train,
-        [TrainTask(c, folds[c], schema, factory, derive_seed(random_state, seed, plan.TRAIN, c))
+        [TrainTask(c, folds[c], schema, factory,
+                   derive_seed(random_state, seed, plan.TRAIN, c, bits=128))
          for c in range(clients)],
         executor,
         tick("train"),
@@ -197,7 +198,7 @@ def simulate(
     if engine not in ENGINES:
         raise ThreedglError(f"engine must be one of {list(ENGINES)}, got {engine!r}")
     if random_state is None:
-        random_state = int(np.random.SeedSequence().generate_state(1)[0])
+        random_state = int(np.random.SeedSequence().entropy)  # type: ignore[arg-type]  # 128 bits
     factory = generator_factory or PresetFactory(preset, epsilon, delta, epochs, mode, generator)
     if engine == "local":
         server = server if server is not None else InMemoryServer()

@@ -37,9 +37,13 @@ module-level function, a :func:`functools.partial` or an instance of a module-le
 class) when ``workers > 1``."""
 
 
-def derive_seed(random_state: int, *path: int) -> int:
-    """A 32-bit seed for ``path`` (seed index, purpose, client...) under ``random_state``."""
-    return int(np.random.SeedSequence(random_state, spawn_key=tuple(path)).generate_state(1)[0])
+def derive_seed(random_state: int, *path: int, bits: int = 32) -> int:
+    """A seed of ``bits`` bits (a multiple of 32) for ``path`` (seed index, purpose,
+    client...) under ``random_state``: 32 for splits and scoring (what scikit-learn takes),
+    128 for a training's privacy noise."""
+    words = np.random.SeedSequence(random_state, spawn_key=tuple(path)).generate_state(
+        bits // 32, np.uint32)
+    return sum(int(w) << (32 * i) for i, w in enumerate(words))
 
 
 @dataclass(frozen=True)

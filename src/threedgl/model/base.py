@@ -31,7 +31,7 @@ from threedgl.artifact import (
     write_artifact_bytes,
 )
 from threedgl.artifact.manifest import ClassModel, build_manifest, read_manifest
-from threedgl.artifact.statement import privacy_statement
+from threedgl.artifact.statement import privacy_statement, statement_disagreement
 from threedgl.errors import (
     ArtifactError,
     NotFittedError,
@@ -356,6 +356,10 @@ class BaseGenerator(BaseEstimator):  # type: ignore[misc]
         est.class_rows_ = [m.rows for m in checked.models]
         est.privacy_ = [m.record for m in checked.models]
         est.manifest_ = manifest  # _restore reads the class models' entries
+        problem = statement_disagreement(manifest, est.privacy_)
+        if problem is not None:
+            warnings.warn(f"{problem}: privacy_statement() shows the statement generated from "
+                          "the records", PrivacyWarning, stacklevel=2)
         try:
             est._restore(manifest["architecture"], artifact.tensors)
         except ArtifactError:
@@ -367,25 +371,27 @@ class BaseGenerator(BaseEstimator):  # type: ignore[misc]
     def privacy_statement(self) -> str:
         """What is protected, what is released and what is not covered, in plain words."""
         self._check_fitted()
-        return privacy_statement(self.manifest_)
+        return privacy_statement(self.manifest_, self.privacy_)
 
 
 def _warn_large_delta(delta: float, epsilon: float, labels: Sequence[Category | None],
                       groups: Sequence[np.ndarray]) -> None:
     """Warn when δ ≥ 1/n for a class: (ε, δ)-DP then allows publishing a row outright.
 
-    The warning uses the exact class sizes; it is shown to the data owner only and
-    released nowhere.
+    The decision uses the exact class sizes, so the warning is for the data owner only:
+    its text holds no number computed from the rows (it names the class and 1/δ, public),
+    and nothing that travels (a federation's messages, an artifact) carries it.
     """
     if not math.isfinite(epsilon):
         return
-    small = [(labels[k], len(g)) for k, g in enumerate(groups) if len(g) and delta >= 1 / len(g)]
+    small = [labels[k] for k, g in enumerate(groups) if len(g) and delta >= 1 / len(g)]
     if small:
-        where = ", ".join(f"{label!r} ({n} rows)" for label, n in small)
+        where = ", ".join(repr(label) for label in small)
         warnings.warn(
-            f"delta={delta!r} is at least 1/n for class(es) {where}: a mechanism that "
-            "publishes a random row outright meets (0, delta)-DP at this delta. Use a delta "
-            "well below 1/n (1/n^2 or less is the usual choice)",
+            f"delta={delta!r} is at least 1/n for class(es) {where} (n: the class's rows, "
+            f"at most 1/delta = {1 / delta:.4g}): a mechanism that publishes a random row "
+            "outright meets (0, delta)-DP at this delta. Use a delta well below 1/n (1/n^2 "
+            "or less is the usual choice)",
             PrivacyWarning,
             stacklevel=3,
         )

@@ -13,6 +13,12 @@ has L2 sensitivity Δ = √F. Releasing ``counts + N(0, (σΔ)²)`` is one step 
 sampled Gaussian mechanism with sampling rate 1 and noise multiplier σ, so the same
 accountant that audits DP-Adam audits this release (``PrivacyRecord(σ, q=1, steps=1,
 max_grad_norm=Δ)``), and the server recomputes its ε in the same way.
+
+The noise is the exact **discrete Gaussian** N_Z(0, (σΔ)²) on every count
+(:mod:`threedgl.privacy.discrete_gaussian`, Canonne, Kamath & Steinke 2020): counts are
+integers, so the released values are integers too, drawn with integer arithmetic only (no
+floating-point sampler to attack), and the accounting above holds unchanged (its Rényi
+divergence is bounded by the continuous Gaussian's).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from threedgl.privacy.accounting import calibrate_noise_multiplier, compute_epsilon
+from threedgl.privacy.discrete_gaussian import sample_discrete_gaussian
 from threedgl.privacy.measurement import Marginal, Measurement, marginal_counts
 from threedgl.privacy.record import PrivacyRecord
 from threedgl.privacy.secure import SecureRandom
@@ -54,14 +61,19 @@ def measure_histograms(
 
 
 def release_count(n: int, *, noise_multiplier: float, rng: np.random.Generator | SecureRandom) -> float:
-    """``n + N(0, σ²)``: a row count (sensitivity 1 under add/remove-one)."""
-    return float(n) + float(rng.normal(0.0, noise_multiplier)) if noise_multiplier else float(n)
+    """``n + N_Z(0, σ²)``: a row count (sensitivity 1 under add/remove-one), an integer."""
+    return float(n + int(_noise(noise_multiplier, 1, rng)[0]))
+
+
+def _noise(std: float, size: int, rng: np.random.Generator | SecureRandom) -> np.ndarray:
+    """Discrete Gaussian noise N_Z(0, std²) (float64 integers; zeros for std = 0)."""
+    return sample_discrete_gaussian(std, size, rng).astype(np.float64)
 
 
 def release_histograms(
     counts: Sequence[np.ndarray], *, noise_multiplier: float, rng: np.random.Generator | SecureRandom
 ) -> list[np.ndarray]:
-    """Per-feature histograms of one class plus ``N(0, (σ√F)²)`` on every count.
+    """Per-feature histograms of one class plus ``N_Z(0, (σ√F)²)`` on every count.
 
     One row changes one count in each of the F histograms, so the L2 sensitivity is √F and
     ``noise_multiplier`` σ is relative to it. σ = 0 releases the exact counts.
@@ -70,13 +82,13 @@ def release_histograms(
     out = []
     for c in counts:
         c = np.asarray(c, dtype=np.float64)
-        out.append(c + rng.normal(0.0, std, size=len(c)) if std else c.copy())
+        out.append(c + _noise(std, len(c), rng))
     return out
 
 
 def measure_count(n: int, *, noise_multiplier: float,
                   rng: np.random.Generator | SecureRandom) -> Measurement:
-    """A class's row count ``n + N(0, σ²)`` (sensitivity 1), as a measurement.
+    """A class's row count ``n + N_Z(0, σ²)`` (sensitivity 1), as a measurement.
 
     The released value is the float32 one (what the artifact stores and everything after
     uses); σ = 0 releases the exact count.
@@ -97,8 +109,8 @@ def measure_marginals(
     """One Gaussian release of several marginals of one class's rows (bin codes ``(n, F)``).
 
     Adding or removing one row changes one cell of each marginal by 1, so the vector of all
-    cells has L2 sensitivity √(number of marginals); every cell gets ``N(0, (σ√m)²)`` for m
-    marginals, σ = ``noise_multiplier``. σ = 0 releases the exact counts.
+    cells has L2 sensitivity √(number of marginals); every cell gets ``N_Z(0, (σ√m)²)`` for
+    m marginals, σ = ``noise_multiplier``. σ = 0 releases the exact counts.
     """
     if not marginals:
         return []
@@ -106,6 +118,6 @@ def measure_marginals(
     out = []
     for marginal in marginals:
         exact = marginal_counts(codes, marginal, widths)
-        noisy = exact + rng.normal(0.0, std, size=len(exact)) if std else exact
+        noisy = exact + _noise(std, len(exact), rng)
         out.append(Measurement(marginal, np.asarray(noisy, dtype=np.float32), float(std)))
     return out

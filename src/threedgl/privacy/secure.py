@@ -4,9 +4,10 @@ With ``secure_mode=True`` a generator draws its Gaussian noise (DP-Adam's gradie
 the noisy counts and histograms) and its Poisson sampling masks from the operating
 system's CSPRNG (:func:`os.urandom`) instead of a seeded PRNG, as Opacus' ``secure_mode``
 does with ``torchcsprng``: an attacker who learns or guesses a seed cannot then subtract
-the noise. Gaussian draws use Box-Muller on 53-bit uniforms, and each is the mean of two
-draws scaled by √2 (Opacus' mitigation of floating-point attacks on the Gaussian
-mechanism, after Mironov 2012). The cost is measured in ``benchmarks/secure_mode.py``.
+the noise. DP-Adam's Gaussian draws use Box-Muller on 53-bit uniforms, and each is the
+mean of two draws scaled by √2 (Opacus' mitigation of floating-point attacks on the
+Gaussian mechanism, after Mironov 2012); the counts and histograms take the exact discrete
+Gaussian (:mod:`threedgl.privacy.discrete_gaussian`) from its random bytes. The cost is measured in ``benchmarks/secure_mode.py``.
 """
 
 from __future__ import annotations
@@ -36,6 +37,10 @@ class SecureRandom:
         return _uniform53(int(n))
 
     random = uniform  # NumPy's name, what DP-Adam's Poisson sampling calls
+
+    def bytes(self, length: int) -> bytes:
+        """``length`` random bytes (what the exact discrete Gaussian draws from)."""
+        return os.urandom(int(length))
 
     def standard_normal(self, size: int | tuple[int, ...]) -> np.ndarray:
         shape = (size,) if isinstance(size, int) else tuple(size)

@@ -19,7 +19,9 @@ further check is added here. In order:
    policy's ε; the recorded ε may not understate the recomputed one by more than
    :data:`EPSILON_TOLERANCE`; for DDP-βVAE, q and steps must follow from the recorded
    row count, batch size and epochs;
-5. the manifest's overall privacy statement, when it gives ε and δ, meets the policy too.
+5. the manifest's overall privacy statement makes exactly the claims its verified records
+   support (:func:`threedgl.artifact.statement.statement_disagreement`), and meets the
+   policy too.
 
 Nothing here spends privacy budget: it only reads what a client released.
 """
@@ -71,6 +73,7 @@ def validate_upload(
 ) -> ValidatedGenerator:
     """Check ``data`` (a ``.3dgl`` file) against ``federation``; raise :class:`UploadRejected`."""
     from threedgl.artifact.format import read_artifact_bytes
+    from threedgl.artifact.statement import statement_disagreement
     from threedgl.schema.schema import Schema
 
     limit = federation.max_artifact_bytes if max_bytes is None else max_bytes
@@ -108,6 +111,9 @@ def validate_upload(
             _check_order(i, checked[i], manifest["training"])
     epsilon = max(m.recomputed_epsilon for m in checked)
     delta = max(m.delta for m in checked)
+    problem = statement_disagreement(manifest, generator.privacy_)
+    if problem is not None:  # the statement is generated from the records, never trusted
+        raise UploadRejected(f"the manifest's privacy statement: {problem}")
     _check_statement(manifest.get("privacy"), epsilon, federation)
     return ValidatedGenerator(
         sha256=hashlib.sha256(data).hexdigest(),

@@ -1,13 +1,16 @@
 """The 3DGL ClientApp: a client trains its generator on its own data, sends the ``.3dgl``
-bytes, and, if its generator was accepted, samples the pool and reports its scores.
+bytes, and, if its generator was accepted, samples the pool and scores the scenarios (a
+deployed client sends its scores only when the round sets ``share_scores``; training
+warnings stay in the node's log).
 
 Where a client's data comes from:
 
 * **a deployment** (a SuperNode started with ``--node-config "data-path='own.csv'"``): its
   own table, validated against the federation's schema from the ``train`` message; the
   test rows come from ``test-path`` when given (the external data), else ``test_size`` of
-  its own rows are held out (stratified). Its training seed is fresh randomness unless
-  the node config sets ``seed`` — the server never knows the noise of a real client;
+  its own rows are held out (stratified). Its training seed is 128 fresh random bits
+  unless the node config sets ``seed`` — the server never knows the noise of a real
+  client;
 * **a simulation** (Flower's simulation runtime sets ``partition-id``): the table named in
   the round (a bundled dataset or a Parquet file), split exactly as the local engine
   splits it (:func:`threedgl.federation.plan.split_for_seed`); client = partition id.
@@ -125,10 +128,11 @@ def _factory(spec: msg.RoundSpec) -> PresetFactory:
 
 def _train_seed(spec: msg.RoundSpec, data: ClientData, node_config: dict[str, Any]) -> int:
     if not data.deployed:
-        return derive_seed(spec.random_state, spec.seed, plan.TRAIN, data.client)
+        return derive_seed(spec.random_state, spec.seed, plan.TRAIN, data.client,
+                           bits=128)
     if SEED in node_config:
         return int(node_config[SEED])
-    return secrets.randbits(32)
+    return secrets.randbits(128)  # every DP draw of the fit derives from these 128 bits
 
 
 def train(message: Message, context: Context) -> Message:
@@ -137,7 +141,9 @@ def train(message: Message, context: Context) -> Message:
     data = client_data(spec, dict(context.node_config))
     artifact, warns = train_client(data.fold, data.schema, _factory(spec), data.client,
                                    _train_seed(spec, data, dict(context.node_config)))
-    return Message(msg.train_reply(data.client, artifact, warns), reply_to=message)
+    for text in warns:  # decided on the exact data: for this node's owner only, never sent
+        log.warning("3DGL (this node only): %s", text)
+    return Message(msg.train_reply(data.client, artifact), reply_to=message)
 
 
 def evaluate(message: Message, context: Context) -> Message:
@@ -156,6 +162,11 @@ def evaluate(message: Message, context: Context) -> Message:
         data.fold, data.test, data.schema, spec.positive_label, request.pool, own, options,
         derive_seed(spec.random_state, spec.seed, plan.EVAL, data.client),
     )
+    if data.deployed and not spec.share_scores:  # computed on this node's rows: kept here
+        for scenario, row in scores.items():
+            log.info("3DGL scores (this node only), %s: %s", scenario,
+                     ", ".join(f"{k}={v:.4g}" for k, v in row.items()))
+        return Message(msg.kept_reply(data.client), reply_to=message)
     return Message(msg.scores_reply(data.client, scores), reply_to=message)
 
 

@@ -10,13 +10,21 @@ other record a peer could fill) is read.
 message           direction               ``"3dgl"`` keys
 ================  ======================  =========================================
 ``train``         ServerApp → ClientApp   ``round`` (JSON: :class:`RoundSpec`)
-train reply       ClientApp → ServerApp   ``client``, ``artifact`` (bytes), ``sha256``,
-                                          ``warnings`` (JSON list)
+train reply       ClientApp → ServerApp   ``client``, ``artifact`` (bytes), ``sha256``
 ``evaluate``      ServerApp → ClientApp   ``round``, then ``pool`` (list of bytes) and
                                           ``pool-clients`` — or ``refused`` (the reason)
-evaluate reply    ClientApp → ServerApp   ``client``, ``status``; ``"scores"``:
-                                          ``<scenario>.<metric>`` → value
+evaluate reply    ClientApp → ServerApp   ``client``, ``status`` (``evaluated``: with
+                                          ``"scores"``, ``<scenario>.<metric>`` → value;
+                                          ``kept``: scored, the scores stay on the node;
+                                          ``refused``)
 ================  ======================  =========================================
+
+Nothing else leaves a client: the artifact is what its privacy statement covers, and the
+rest is data-free status. Training warnings are logged on the node, never sent (they are
+decided on exact class sizes). Scores are computed on the client's rows, so a deployed
+client (its own data file) sends them only when the round's ``share_scores`` is set (run
+config ``share-scores``), and the ServerApp's report then says they are not covered by
+DP; a simulated client's rows are a split of a table the simulation holds whole.
 """
 
 from __future__ import annotations
@@ -66,6 +74,8 @@ class RoundSpec:
     min_rows: int = 10
     positive_label: Any = None
     data: dict[str, str] | None = None
+    #: Deployed clients send their scores (computed on their own rows, not covered by DP).
+    share_scores: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
@@ -93,7 +103,6 @@ class RoundSpec:
 class TrainReply:
     client: int
     artifact: bytes
-    warnings: list[str]
 
 
 @dataclass(frozen=True)
@@ -107,7 +116,7 @@ class EvaluateRequest:
 @dataclass(frozen=True)
 class ScoresReply:
     client: int
-    status: str  # "evaluated" or "refused"
+    status: str  # "evaluated", "kept" (scores stay on the node) or "refused"
     scores: dict[str, dict[str, float]] | None
 
 
@@ -213,10 +222,9 @@ def read_evaluate_request(content: Any) -> EvaluateRequest:
 
 
 # -- ClientApp → ServerApp -------------------------------------------------------------------------
-def train_reply(client: int, artifact: bytes, warnings: list[str]) -> Any:
+def train_reply(client: int, artifact: bytes) -> Any:
     return _content(**{RECORD: _config(
         client=int(client), artifact=artifact, sha256=hashlib.sha256(artifact).hexdigest(),
-        warnings=json.dumps(list(warnings)),
     )})
 
 
@@ -227,10 +235,7 @@ def read_train_reply(content: Any) -> TrainReply:
     digest = _get(record, "sha256", str)
     if hashlib.sha256(artifact).hexdigest() != digest:
         raise MessageError(f"client {client}'s artifact does not match its sha256 {digest}")
-    warns = json.loads(_get(record, "warnings", str))
-    if not isinstance(warns, list):
-        raise MessageError("'warnings' must be a JSON list")
-    return TrainReply(client, artifact, [str(w) for w in warns])
+    return TrainReply(client, artifact)
 
 
 def scores_reply(client: int, scores: Mapping[str, Mapping[str, float]]) -> Any:
@@ -249,11 +254,16 @@ def refused_reply(client: int) -> Any:
     return _content(**{RECORD: _config(client=int(client), status="refused")})
 
 
+def kept_reply(client: int) -> Any:
+    """Scored, the scores kept on the node (a deployed client without ``share_scores``)."""
+    return _content(**{RECORD: _config(client=int(client), status="kept")})
+
+
 def read_scores_reply(content: Any) -> ScoresReply:
     record = _record(content)
     client = int(_get(record, "client", int))
     status = _get(record, "status", str)
-    if status == "refused":
+    if status in ("refused", "kept"):
         return ScoresReply(client, status, None)
     if status != "evaluated" or SCORES not in content:
         raise MessageError(f"client {client}'s reply has status {status!r} and no scores")

@@ -42,9 +42,10 @@ class ClientOutcome:
 
     client: int
     node_id: int
-    warnings: list[str] = field(default_factory=list)
     scores: dict[str, dict[str, float]] | None = None
     refused: str | None = None
+    #: Scored on the node, the scores kept there (a deployed client, share-scores off).
+    kept: bool = False
 
 
 @dataclass
@@ -146,7 +147,7 @@ class ThreedglServer:
             if got.client in outcome.clients:
                 outcome.failures.append(f"node {node}: client index {got.client} is taken")
                 continue
-            outcome.clients[got.client] = ClientOutcome(got.client, node, got.warnings)
+            outcome.clients[got.client] = ClientOutcome(got.client, node)
             artifacts[got.client] = got.artifact
         self.transport.open(Schema.from_dict(self.spec.schema), len(nodes),
                             max_epsilon=self.max_epsilon, max_delta=self.max_delta)
@@ -180,7 +181,7 @@ class ThreedglServer:
             except ThreedglError as exc:
                 outcome.failures.append(f"client {co.client}: {exc}")
                 continue
-            co.scores = scores.scores
+            co.scores, co.kept = scores.scores, scores.status == "kept"
         return outcome
 
     def __call__(self, grid: Grid, context: Context) -> None:
@@ -233,10 +234,19 @@ def spec_from_run_config(config: dict[str, Any]) -> tuple[msg.RoundSpec, dict[st
         split=str(num("split", "stratified")), test_size=float(num("test-size", 0.1)),
         min_rows=int(num("min-rows", 10)), positive_label=positive,
         data=None if schema_path else {"dataset": dataset},
+        share_scores=_flag(num("share-scores", False), "share-scores"),
     )
     settings = {"seeds": int(num("seeds", 1)), "max_epsilon": epsilon, "max_delta": delta,
                 "wait_seconds": float(num("wait-seconds", 120)), "out": str(num("out", ""))}
     return spec, settings
+
+
+def _flag(value: Any, key: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise ThreedglError(f"run config {key!r} must be true or false, got {value!r}")
 
 
 def report_rounds(
@@ -256,7 +266,12 @@ def report_rounds(
                                 # the server does not see the clients' data
                                 "client_rows": float("nan"),
                                 "client_positive_share": float("nan")})
+    kept = sum(co.kept for r in rounds for co in r.clients.values())
     if not records:
+        if kept:
+            return (f"{kept} client evaluation(s), the scores kept on the clients: they are "
+                    "computed on the clients' own rows (set share-scores = true to collect "
+                    "them; they are not covered by the generators' DP guarantee)")
         return "no client was evaluated"
     result = SimulationResult(
         dataset=f"{(spec.data or {}).get('dataset', 'federation')} on Flower",
@@ -268,6 +283,11 @@ def report_rounds(
         elapsed_seconds=elapsed,
     )
     text = result.to_markdown()
+    if spec.share_scores:
+        text += ("\n\nshare-scores = true: these scores were computed on the clients' own "
+                 "rows and sent as they are; the generators' DP guarantee does not cover them.")
+    if kept:
+        text += f"\n\n{kept} client evaluation(s) kept their scores on the client."
     if out:
         result.write(out)
     return text
