@@ -372,3 +372,34 @@ def test_cli_help_names_the_engines() -> None:
 
     out = CliRunner().invoke(app, ["simulate", "--help"], terminal_width=200)
     assert out.exit_code == 0 and "--engine" in out.output and "flower" in out.output
+
+
+def test_a_deployed_clients_error_reaches_the_server_without_its_data(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Flower sends an exception's text to the ServerApp: a deployed client's error on its
+    own rows ('fifty' in a numeric column, first at row 3) is logged on the node and replaced
+    by one that names the step only."""
+    from types import SimpleNamespace
+
+    from flwr.app import Context, RecordDict
+
+    paths = demo.write_demo(tmp_path, "titanic", 3, "stratified", 0)
+    frame = pd.read_csv(paths[0])
+    numeric = next(c.name for c in datasets.load("titanic").schema.features
+                   if c.kind == "numeric")
+    frame[numeric] = frame[numeric].astype(object)
+    frame.loc[3, numeric] = "fifty"
+    bad = tmp_path / "bad.csv"
+    frame.to_csv(bad, index=False)
+    # Flower builds its Message objects only inside a run: the handler reads .content only
+    message = SimpleNamespace(content=msg.train_request(_spec()))
+    node = Context(run_id=1, node_id=1, node_config={"data-path": str(bad)},
+                   state=RecordDict(), run_config={})
+    with pytest.raises(client_app.NodeError) as caught:
+        client_app.train(message, node)  # type: ignore[arg-type]
+    assert "fifty" not in str(caught.value) and numeric not in str(caught.value)
+    assert "training failed on a deployed client" in str(caught.value)
+    assert "fifty" in caplog.text  # the node's own log has the whole error
+    simulated = Context(run_id=1, node_id=1, node_config={}, state=RecordDict(), run_config={})
+    with pytest.raises(ThreedglError, match="no data"):  # a simulation: the error itself
+        client_app.train(message, simulated)  # type: ignore[arg-type]

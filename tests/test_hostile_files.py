@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from threedgl.artifact.format import read_artifact_bytes, strict_json, write_artifact
 from threedgl.cli.main import app
-from threedgl.errors import ArtifactError, PrivacyError, ThreedglError
+from threedgl.errors import ArtifactError, PrivacyError, PrivacyWarning, ThreedglError
 from threedgl.model.registry import load_generator_bytes
 from threedgl.privacy.record import PrivacyRecord
 from threedgl.server.app import encodable
@@ -213,7 +213,6 @@ def _forged(data: bytes, tmp_path: Path, **privacy: Any) -> Path:
 def test_a_forged_statement_is_flagged_by_load_and_inspect(
     valid: tuple[bytes, dict[str, Any]], tmp_path: Path, privacy: dict[str, Any], words: str
 ) -> None:
-    from threedgl.errors import PrivacyWarning
     from threedgl.model.registry import load_generator
 
     path = _forged(valid[0], tmp_path, **privacy)
@@ -229,13 +228,27 @@ def test_a_forged_statement_is_flagged_by_load_and_inspect(
         result.output.split())
 
 
-def test_an_honest_statement_is_not_flagged(valid: tuple[bytes, dict[str, Any]]) -> None:
+@pytest.mark.parametrize("params", [{}, {"mode": "paper"}, {"epsilon": float("inf")}, None])
+def test_an_honest_statement_is_not_flagged(valid: tuple[bytes, dict[str, Any]],
+                                            params: dict[str, Any] | None) -> None:
+    """Every kind of file the library writes (DDP-βVAE default, paper, ε = ∞; DP marginals)
+    loads without a statement warning, and its statement is the generated one."""
     import warnings
 
+    from threedgl import DDPBetaVAE, datasets
+
+    data = valid[0]
+    if params is not None:
+        ds = datasets.load("titanic")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            data = DDPBetaVAE(epochs=1, random_state=0, **params).fit(
+                ds.frame, target=ds.target, schema=ds.schema, ledger=False).to_bytes()
     with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        gen = load_generator_bytes(valid[0])
+        warnings.simplefilter("error", PrivacyWarning)
+        gen = load_generator_bytes(data)
     assert not gen.privacy_statement().startswith("WARNING")
+    assert gen.manifest_["privacy"]["statement"] in gen.privacy_statement()
 
 
 def test_inspect_shows_hostile_strings_without_obeying_them(

@@ -105,7 +105,7 @@ def audit(
     schema_path: Path | None = typer.Option(None, "--schema", "-s", help="The public schema (JSON); inferred from DATA otherwise."),
     paper: bool = typer.Option(False, "--paper", help="Audit the paper's model (DP-Adam alone) instead of the default mode."),
     kind: str = typer.Option("ddp-betavae", "--generator", help="ddp-betavae, or dp-marginals."),
-    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the canaries, the coins and the training."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the canaries and the coins (the training's noise always takes 128 fresh bits)."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the result as JSON (epsilon_claimed, epsilon_lower_bound, canaries, confidence, ...)."),
     drop_missing: bool = typer.Option(False, "--drop-missing", help="Drop rows with missing values instead of failing."),
     ledger: Path | None = typer.Option(None, "--ledger", help="Privacy budget ledger file (the audit's training is recorded there)."),
@@ -152,7 +152,10 @@ def audit(
         if math.isfinite(epsilon):
             book.check(fingerprint, epsilon=epsilon, delta=delta, accountant="rdp", force=force)
 
-        def make(random_state: int) -> object:
+        if paper and kind != "ddp-betavae":
+            fail("--paper applies to --generator ddp-betavae only")
+
+        def make(random_state: int | None) -> object:
             params: dict = {"epsilon": epsilon, "delta": delta, "random_state": random_state}
             if kind == "ddp-betavae" and paper:
                 params["mode"] = "paper"

@@ -92,7 +92,7 @@ def p_value(m: int, r: int, v: int, epsilon: float, delta: float) -> float:
 def epsilon_lower_bound(m: int, r: int, v: int, delta: float, confidence: float = 0.95
                         ) -> float:
     """The largest ε that ``v`` correct of ``r`` guesses reject at ``confidence`` (0 when
-    none is rejected), by bisection to 1e-4 (the p-value falls as ε grows)."""
+    none is rejected), by bisection to 1e-4 (the p-value rises with ε)."""
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
     level = 1 - confidence
@@ -186,7 +186,7 @@ def _nearest_synthetic(generator: Any, rows: pd.DataFrame, n: int, seed: int) ->
 
 
 def audit_generator(
-    make: Callable[[int], Any],
+    make: Callable[[int | None], Any],
     frame: pd.DataFrame,
     schema: Schema,
     *,
@@ -194,12 +194,17 @@ def audit_generator(
     confidence: float = 0.95,
     guess_fraction: float = GUESS_FRACTION,
     random_state: int = 0,
+    training_seed: int | None = None,
     progress: Any = None,
 ) -> tuple[AuditResult, Any]:
-    """Audit the generator ``make(seed)`` builds (unfitted) on ``frame``: one training on
+    """Audit the generator ``make(training_seed)`` builds (unfitted) on ``frame``: one training on
     ``frame`` plus the included canaries, then the bound (see the module docstring).
     Returns the result and the fitted generator (a DP training on ``frame``: its budget is
-    spent, though the generator is not meant for release)."""
+    spent, though the generator is not meant for release).
+
+    ``random_state`` seeds the canaries and the coins (the audit's design, reproducible);
+    the training's noise takes 128 fresh bits unless ``training_seed`` is given (a seed
+    that anyone knows makes the noise replayable: for benchmarks, not real data)."""
     if canaries is None:  # as many as rows, up to 1,000 (the most power on small tables)
         canaries = max(10, min(MAX_DEFAULT_CANARIES, len(frame)))
     if canaries < 10:
@@ -208,20 +213,20 @@ def audit_generator(
         raise ThreedglError(f"guess_fraction must be in (0, 0.5], got {guess_fraction!r}")
     if schema.target is None:
         raise ThreedglError("the audit needs a class column (--target)")
-    seeds = np.random.SeedSequence(random_state).generate_state(3)
+    seeds = np.random.SeedSequence(random_state).generate_state(2)
     rng = np.random.default_rng(seeds[0])
     rows = canary_rows(schema, canaries, rng)
     included = rng.random(canaries) < 0.5
     table = pd.concat([frame[rows.columns], rows[included]], ignore_index=True)
     table = table.iloc[rng.permutation(len(table))].reset_index(drop=True)
-    generator = make(int(seeds[1]))
+    generator = make(training_seed)  # None: the generator's own 128 bits of OS entropy
     generator.fit(table, target=schema.target, schema=schema, ledger=False, progress=progress)
     scores = _binned_log_likelihood(generator, rows)
     kind = "log-likelihood of the canary's bins"
     if scores is None:
-        scores = _nearest_synthetic(generator, rows, max(10 * len(table), 20_000), int(seeds[2]))
+        scores = _nearest_synthetic(generator, rows, max(10 * len(table), 20_000), int(seeds[1]))
         kind = "minus the distance to the nearest synthetic row"
-    k = max(1, round(guess_fraction * canaries))
+    k = min(max(1, round(guess_fraction * canaries)), canaries // 2)  # disjoint guess sets
     order = np.argsort(scores, kind="stable")  # ties: index order, fixed before training
     guessed_in, guessed_out = order[-k:], order[:k]
     correct = int(included[guessed_in].sum() + (~included[guessed_out]).sum())

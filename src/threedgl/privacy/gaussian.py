@@ -17,8 +17,11 @@ max_grad_norm=Δ)``), and the server recomputes its ε in the same way.
 The noise is the exact **discrete Gaussian** N_Z(0, (σΔ)²) on every count
 (:mod:`threedgl.privacy.discrete_gaussian`, Canonne, Kamath & Steinke 2020): counts are
 integers, so the released values are integers too, drawn with integer arithmetic only (no
-floating-point sampler to attack), and the accounting above holds unchanged (its Rényi
-divergence is bounded by the continuous Gaussian's).
+floating-point sampler to attack), and the RDP accounting above holds unchanged (its Rényi
+divergence is bounded by the continuous Gaussian's). The one exception: DP marginals with
+the PRV accountant, whose ε is read from the continuous Gaussian's exact privacy curve,
+keep the continuous Gaussian (a bound for the discrete one in that curve is not proven
+here).
 """
 
 from __future__ import annotations
@@ -54,7 +57,10 @@ def measure_histograms(
         record = PrivacyRecord(0.0, 1.0, 1, sensitivity, accountant, float(delta), math.inf)
         return [np.asarray(c, dtype=np.float64) for c in counts], record
     sigma = calibrate_noise_multiplier(epsilon, delta, 1.0, 1, accountant)
-    noisy = release_histograms(counts, noise_multiplier=sigma, rng=rng)
+    # The discrete Gaussian's bound is a Rényi one (what RDP accounts); PRV reads the
+    # continuous Gaussian's exact privacy curve, so its release keeps continuous noise.
+    noisy = release_histograms(counts, noise_multiplier=sigma, rng=rng,
+                               discrete=accountant != "prv")
     spent = compute_epsilon(sigma, 1.0, 1, delta, accountant)
     record = PrivacyRecord(sigma, 1.0, 1, sensitivity, accountant, float(delta), spent)
     return noisy, record
@@ -71,7 +77,8 @@ def _noise(std: float, size: int, rng: np.random.Generator | SecureRandom) -> np
 
 
 def release_histograms(
-    counts: Sequence[np.ndarray], *, noise_multiplier: float, rng: np.random.Generator | SecureRandom
+    counts: Sequence[np.ndarray], *, noise_multiplier: float,
+    rng: np.random.Generator | SecureRandom, discrete: bool = True,
 ) -> list[np.ndarray]:
     """Per-feature histograms of one class plus ``N_Z(0, (σ√F)²)`` on every count.
 
@@ -82,7 +89,10 @@ def release_histograms(
     out = []
     for c in counts:
         c = np.asarray(c, dtype=np.float64)
-        out.append(c + _noise(std, len(c), rng))
+        if discrete:
+            out.append(c + _noise(std, len(c), rng))
+        else:
+            out.append(c + rng.normal(0.0, std, size=len(c)) if std else c.copy())
     return out
 
 

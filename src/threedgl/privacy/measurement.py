@@ -113,7 +113,7 @@ class Measurement:
     def from_manifest(cls, entry: Mapping[str, Any], values: np.ndarray, names: Sequence[str],
                       widths: Sequence[int]) -> Measurement:
         """Rebuild a measurement from its manifest entry and its values; every field checked."""
-        marginal, std = _parse_entry(entry, names, widths)
+        marginal, std = _parse_entry(entry, {name: i for i, name in enumerate(names)}, widths)
         size = marginal.cells(widths)
         arr = np.asarray(values)
         if arr.shape != (size,) or not np.isfinite(arr).all():
@@ -131,13 +131,20 @@ def read_measurements(entries: Sequence[Any], values: np.ndarray, names: Sequenc
     if flat.ndim != 1:
         raise PrivacyError(f"the measurements tensor must be flat, got shape {flat.shape}")
     out, start = [], 0
-    for entry in entries:
-        marginal, _ = _parse_entry(entry, names, widths)
+    position = {name: i for i, name in enumerate(names)}
+    for n, entry in enumerate(entries):
+        try:
+            marginal, std = _parse_entry(entry, position, widths)
+        except PrivacyError as exc:
+            raise PrivacyError(f"measurement #{n}: {exc}") from None
         size = marginal.cells(widths)
         if start + size > len(flat):
             raise PrivacyError(f"the measurements listed need more than the {len(flat)} "
                                "values the tensor holds")
-        out.append(Measurement.from_manifest(entry, flat[start:start + size], names, widths))
+        values = flat[start:start + size]
+        if not np.isfinite(values).all():
+            raise PrivacyError(f"measurement #{n} needs {size} finite values")
+        out.append(Measurement(marginal, values.astype(np.float32), std))
         start += size
     if start != len(flat):
         raise PrivacyError(f"the measurements listed need {start} values but the tensor "
@@ -145,18 +152,22 @@ def read_measurements(entries: Sequence[Any], values: np.ndarray, names: Sequenc
     return out
 
 
-def _parse_entry(entry: Any, names: Sequence[str], widths: Sequence[int]
+def _parse_entry(entry: Any, position: Mapping[str, int], widths: Sequence[int]
                  ) -> tuple[Marginal, float]:
-    """The marginal and noise of one manifest entry (strictly checked, cells bounded)."""
+    """The marginal and noise of one manifest entry (strictly checked, cells bounded; the
+    number of features first, so a hostile list costs nothing)."""
     if not isinstance(entry, Mapping) or set(entry) != {"features", "groups", "noise_std"}:
         raise PrivacyError("a measurement entry has exactly the keys features, groups, "
                            "noise_std")
     feats, groups, std = entry["features"], entry["groups"], entry["noise_std"]
-    if not isinstance(feats, list) or not all(isinstance(f, str) for f in feats):
-        raise PrivacyError("a measurement's 'features' must be a list of feature names")
-    unknown = [f for f in feats if f not in names]
+    if (not isinstance(feats, list) or len(feats) > MAX_MEASURED_FEATURES
+            or not all(isinstance(f, str) for f in feats)):
+        raise PrivacyError(f"a measurement's 'features' must be a list of at most "
+                           f"{MAX_MEASURED_FEATURES} feature names")
+    unknown = [f for f in feats if f not in position]
     if unknown:
-        raise PrivacyError(f"a measurement names unknown feature(s) {unknown[:3]!r}")
+        raise PrivacyError(f"a measurement names unknown feature(s) "
+                           f"{[f[:40] for f in unknown]!r}")
     if not isinstance(groups, list) or len(groups) != len(feats):
         raise PrivacyError("a measurement needs one 'groups' entry per feature")
     parsed: list[tuple[int, ...] | None] = []
@@ -173,7 +184,7 @@ def _parse_entry(entry: Any, names: Sequence[str], widths: Sequence[int]
     if isinstance(std, bool) or not isinstance(std, int | float) or not (0 <= std <= 1e12):
         raise PrivacyError(f"a measurement's noise_std must be a number in [0, 1e12], got "
                            f"{str(std)[:40]!r}")
-    index = [names.index(f) for f in feats]
+    index = [position[f] for f in feats]
     order = sorted(range(len(index)), key=index.__getitem__)
     marginal = Marginal(tuple(index[i] for i in order), tuple(parsed[i] for i in order))
     if [index[i] for i in order] != index:

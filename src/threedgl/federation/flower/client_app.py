@@ -22,8 +22,10 @@ Training and evaluation are the local engine's own functions
 
 from __future__ import annotations
 
+import functools
 import logging
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +48,7 @@ from threedgl.federation.workers import (
 from threedgl.schema import Schema
 
 log = logging.getLogger("threedgl.flower")
+Handler = Callable[[Message, Context], Message]
 
 #: Node config keys a SuperNode may set.
 DATA_PATH, TEST_PATH, CLIENT, SEED = "data-path", "test-path", "client", "seed"
@@ -131,10 +134,43 @@ def _train_seed(spec: msg.RoundSpec, data: ClientData, node_config: dict[str, An
         return derive_seed(spec.random_state, spec.seed, plan.TRAIN, data.client,
                            bits=128)
     if SEED in node_config:
+        log.warning("3DGL: the node config sets 'seed': this client's DP noise can be "
+                    "replayed by anyone who knows it (for reproducible tests, not a release)")
         return int(node_config[SEED])
     return secrets.randbits(128)  # every DP draw of the fit derives from these 128 bits
 
 
+class NodeError(ThreedglError):
+    """A deployed client's failure, as the ServerApp sees it: which step failed, no more.
+
+    Flower sends an exception's text to the ServerApp, and a failure on private rows
+    names values, counts and row numbers ("'N/A' in column 'income', first at row 17"):
+    the node logs the full error, and raises this data-free one instead."""
+
+
+def _on_this_node(step: str) -> Callable[[Handler], Handler]:
+    """Run a ClientApp handler; on a deployed node (its own data file), an error is logged
+    here and replaced by a :class:`NodeError` that names the step only."""
+
+    def wrap(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        def run(message: Message, context: Context) -> Message:
+            try:
+                return handler(message, context)
+            except Exception as exc:
+                if DATA_PATH not in context.node_config:  # a simulation: the full error
+                    raise
+                log.error("3DGL %s failed on this node: %s: %s", step, type(exc).__name__,
+                          exc)
+                raise NodeError(f"3DGL {step} failed on a deployed client (its node's log "
+                                "has the error: it may name private values)") from None
+
+        return run
+
+    return wrap
+
+
+@_on_this_node("training")
 def train(message: Message, context: Context) -> Message:
     """Train this client's generator on its own data; reply with its ``.3dgl`` bytes."""
     spec = msg.read_round(message.content)
@@ -146,6 +182,7 @@ def train(message: Message, context: Context) -> Message:
     return Message(msg.train_reply(data.client, artifact), reply_to=message)
 
 
+@_on_this_node("evaluation")
 def evaluate(message: Message, context: Context) -> Message:
     """Sample the pool and score the scenarios, or log why this client got no pool."""
     request = msg.read_evaluate_request(message.content)
