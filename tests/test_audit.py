@@ -116,3 +116,19 @@ def test_the_audit_has_power_without_dp(titanic: Any) -> None:
                                 training_seed=int(np.random.SeedSequence(1).generate_state(2)[1]))
     assert result.canaries == 200 and result.guesses == 40
     assert result.epsilon_lower_bound > 0.5
+
+
+def test_the_reproductions_audit_table_reports_the_bound_beside_the_claim() -> None:
+    import pandas as pd
+
+    from threedgl.experiments.privacy import AUDIT_TABLE_COLUMNS, audit_table
+    from threedgl.experiments.tables import summary_tables
+
+    table = audit_table("titanic", epsilons=(1.9,), modes=("anchored",), max_rows=300)
+    assert list(table.columns) == list(AUDIT_TABLE_COLUMNS) and len(table) == 1
+    row = table.iloc[0]
+    assert row["canaries"] == 300 and row["guesses"] == 60
+    assert 0.0 <= row["epsilon_lower_bound"] <= row["epsilon_claimed"] <= 1.9
+    shown = summary_tables(pd.DataFrame(), {"audit": table})
+    (title,) = [t for t in shown if "audit" in t]
+    assert list(shown[title].columns) == ["dataset", "mode", "claimed ε", "ε lower bound (95 %)"]

@@ -104,7 +104,7 @@ def reproduce(
     from threedgl import datasets
     from threedgl.experiments import reproduce as rep
     from threedgl.experiments.report import RunInfo, write_outputs
-    from threedgl.experiments.runs import federation_tables, privacy_tables
+    from threedgl.experiments.runs import audit_tables, federation_tables, privacy_tables
     from threedgl.experiments.tables import summary_tables
 
     start = time.perf_counter()
@@ -141,6 +141,8 @@ def reproduce(
             with err_console.status("membership-inference attacks") as status:
                 extra["privacy"] = privacy_tables(small, quick=quick, jobs=n_jobs,
                                                   progress=lambda msg: status.update(msg))
+                extra["audit"] = audit_tables(small, quick=quick,
+                                              progress=lambda msg: status.update(msg))
             info.seconds["privacy table"] = time.perf_counter() - t0
         info.seconds["total"] = time.perf_counter() - start
         written = write_outputs(result, out, extra, info)

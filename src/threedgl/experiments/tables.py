@@ -262,6 +262,13 @@ def summary_tables(
         for c in wide.columns[3:]:
             wide[c] = wide[c].map(lambda v: f"{v:.2f}")
         out["Privacy: best attack AUC (0.5 = guessing)"] = wide
+    audit = (extra or {}).get("audit")
+    if audit is not None and len(audit):
+        shown = audit[["dataset", "mode", "epsilon_claimed", "epsilon_lower_bound"]].copy()
+        shown.columns = ["dataset", "mode", "claimed ε", "ε lower bound (95 %)"]
+        for c in shown.columns[2:]:
+            shown[c] = shown[c].map(lambda v: f"{float(v):.2f}")
+        out["Privacy audit: the ε an attacker proves (one run)"] = shown
     return out
 
 
