@@ -264,6 +264,10 @@ def test_validate_upload_recomputes_the_composed_budget_of_the_default_mode(tmp_
         (lambda m: [p["privacy"].update(rdp_order=9.0) for p in m["models"]],
          "not the order fixed by the target"),
         (lambda m: m["training"].update(epsilon="inf"), "target"),
+        # issue 20: q underflowed and ceil(epochs / q) overflowed (a 500)
+        (lambda m: m["training"].update(batch_size=1e-320), "'batch_size' must be an integer"),
+        (lambda m: m["training"].update(epochs=2.5), "'epochs' must be an integer"),
+        (lambda m: m["models"][0].update(rows=1e-300), "'rows' must be a number in \\[1"),
     ],
 )
 def test_validate_upload_cross_checks_the_sampling_of_the_default_mode(

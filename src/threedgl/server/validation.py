@@ -205,11 +205,17 @@ def _check_sampling(
     """
     where = f"class model #{index} (label {checked.label!r})"
     rows, batch, epochs = model.get("rows"), training.get("batch_size"), training.get("epochs")
-    for name, value in (("rows", rows), ("batch_size", batch), ("epochs", epochs)):
-        if (isinstance(value, bool) or not isinstance(value, int | float)
-                or not math.isfinite(value) or not 0 < value <= MAX_COUNT):
+    # Integers ≥ 1 for the batch and epochs, a row count ≥ 1 (a modelled class has at least
+    # one noisy row): q ≥ 1e-9 and steps ≤ 1e18, so nothing below overflows (batch_size =
+    # 1e-320 made q underflow and ceil(epochs / q) infinite).
+    for name, value, kinds in (("rows", rows, int | float), ("batch_size", batch, int),
+                               ("epochs", epochs, int)):
+        if (isinstance(value, bool) or not isinstance(value, kinds)
+                or not math.isfinite(value) or not 1 <= value <= MAX_COUNT):
+            what = "a number" if name == "rows" else "an integer"
             raise UploadRejected(
-                f"{where}: '{name}' must be a number in (0, {MAX_COUNT:g}], got {value!r}")
+                f"{where}: '{name}' must be {what} in [1, {MAX_COUNT:g}], got "
+                f"{str(value)[:40]!r}")
     assert isinstance(rows, int | float) and isinstance(batch, int | float)
     assert isinstance(epochs, int | float)
     rate = min(1.0, batch / rows)
