@@ -86,6 +86,24 @@ def test_tampered_manifest_is_refused(titanic_file, tmp_path):
         load_generator(bad)
 
 
+@pytest.mark.parametrize("swap", ["models", "labels"])
+def test_class_models_out_of_label_order_are_refused(titanic_file, tmp_path, swap):
+    """Issue 20: tensors class{k} bind to the k-th model, so a manifest whose models are
+    reordered, or whose labels are swapped, would swap the classes' samples."""
+    header, body = _header(titanic_file.read_bytes())
+    manifest = json.loads(header["__metadata__"][MANIFEST_KEY])
+    models = manifest["models"]
+    if swap == "models":
+        models.reverse()
+    else:
+        models[0]["label"], models[1]["label"] = models[1]["label"], models[0]["label"]
+    header["__metadata__"][MANIFEST_KEY] = json.dumps(manifest)
+    bad = tmp_path / "order.3dgl"
+    bad.write_bytes(_with_header(header, body))
+    with pytest.raises(ArtifactError, match="out of the schema's label order"):
+        load_generator(bad)
+
+
 def test_truncated_file_is_refused(titanic_file, tmp_path):
     data = titanic_file.read_bytes()
     for cut in (4, 100, len(data) // 2, len(data) - 1):

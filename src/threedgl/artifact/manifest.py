@@ -122,4 +122,11 @@ def read_manifest(manifest: dict[str, Any]) -> Manifest:
         models.append(ClassModel(label, float(rows), record, measurements))
     if len({repr(m.label) for m in models}) != len(models):
         raise ArtifactError("the manifest lists a class label twice")
+    if schema.target is not None:  # tensors class{k} bind to the k-th model: fix the order
+        order = [schema.labels.index(m.label) for m in models]
+        if order != sorted(order):
+            raise ArtifactError(
+                "the manifest lists its class models out of the schema's label order "
+                f"({[m.label for m in models][:6]!r}; the schema's: "
+                f"{list(schema.labels)[:6]!r}): class{{k}} tensors bind to the k-th model")
     return Manifest(raw=manifest, schema=schema, models=tuple(models))
