@@ -28,6 +28,60 @@ def encodable(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
+#: The largest body of any request but a generator upload (JSON: a federation, a client),
+#: enforced before the body is parsed and before authentication.
+MAX_JSON_BODY = 1 << 20
+#: The routes that stream their body under their own limit (after authentication).
+STREAMED = frozenset({("PUT", "/api/v1/generator")})
+
+
+class BodyLimit:
+    """ASGI middleware: a request body above ``limit`` bytes gets 413 before any route,
+    parser or authentication sees it (the declared length first, then while it streams;
+    at most ``limit`` bytes are ever held). The routes in :data:`STREAMED` enforce their
+    own limit as they read."""
+
+    def __init__(self, app: Any, limit: int = MAX_JSON_BODY) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or (scope["method"], scope["path"]) in STREAMED:
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.limit:
+            await self._too_large(scope, receive, send)
+            return
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.limit:
+                await self._too_large(scope, receive, send)
+                return
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        body, replayed = b"".join(chunks), False
+
+        async def replay() -> Any:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _too_large(self, scope: Any, receive: Any, send: Any) -> None:
+        response = JSONResponse(status_code=status.HTTP_413_CONTENT_TOO_LARGE, content={
+            "detail": f"the request body is larger than the limit of {self.limit} bytes"})
+        await response(scope, receive, send)
+
+
 def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     """Build the server: engine (unless given), tables (versioned), routes, error handlers.
 
@@ -54,6 +108,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     app.include_router(public)
     app.include_router(admin)
     app.include_router(clients)
+    app.add_middleware(BodyLimit)
 
     status_of: list[tuple[type[Exception], int]] = [
         (crud.NotFound, status.HTTP_404_NOT_FOUND),
