@@ -273,7 +273,6 @@ def test_a_large_body_is_refused_before_parsing_or_auth(server: ServerProcess) -
     """Issue 20: every route but the streamed upload refuses a body above 1 MiB with 413,
     before the JSON parser and before authentication (a declared length and a chunked
     body alike); a small body still reaches the route (401 without a token)."""
-    from collections.abc import Iterator
 
     big = b"{}" * (1 << 20)  # 2 MiB of tiny JSON containers
     with server.http() as http:  # no token
