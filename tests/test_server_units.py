@@ -166,6 +166,46 @@ def test_a_forged_statement_is_refused(tmp_path: Path) -> None:
             validate_upload(path.read_bytes(), Fed())
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "policy", "words"),
+    [
+        ({"schema": "other"}, {}, "schema differs"),
+        ({"accountant": "prv"}, {"accountants": ["rdp"]}, "not accepted"),
+        ({"delta": 1e-3}, {}, "max_delta"),
+        ({}, {"models": "too many"}, "lists 200 class models"),
+    ],
+)
+def test_the_protocol_is_checked_before_any_accounting(
+    kwargs: dict[str, Any], policy: dict[str, Any], words: str, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 20: the schema, the number of class models and the policy's accountants and δ
+    refuse a file before any record is verified (the accountant is the costly part)."""
+    from threedgl.privacy.record import PrivacyRecord
+    from threedgl.schema import NumericColumn, Schema
+
+    if kwargs.get("schema") == "other":
+        kwargs["schema"] = Schema((NumericColumn("age", 0, 120, integer=True),
+                                   *SCHEMA.columns[1:]), target=SCHEMA.target)
+    data = generator_bytes(tmp_path, **kwargs)
+    if policy.pop("models", None) == "too many":  # 200 class models for 2 labels
+        from threedgl.artifact.format import read_artifact_bytes, write_artifact
+
+        artifact = read_artifact_bytes(data)
+        manifest = json.loads(json.dumps(artifact.manifest))
+        manifest["models"] = manifest["models"] * 100
+        write_artifact(tmp_path / "many.3dgl", manifest, artifact.tensors)
+        data = (tmp_path / "many.3dgl").read_bytes()
+
+    def accounting(*_: Any, **__: Any) -> float:
+        raise AssertionError("the accountant ran before the protocol was checked")
+
+    monkeypatch.setattr(PrivacyRecord, "recompute_epsilon", accounting)
+    monkeypatch.setattr(PrivacyRecord, "verify", accounting)
+    with pytest.raises(UploadRejected, match=words):
+        validate_upload(data, Fed(**policy))
+
+
 def test_validate_upload_tolerates_one_percent(tmp_path: Path) -> None:
     from server_fixtures import DELTA, SAMPLE_RATE, SIGMA, STEPS, epsilon
 

@@ -83,6 +83,8 @@ def validate_upload(
     except ArtifactError as exc:
         raise UploadRejected(f"invalid generator file: {exc}") from None
     manifest = artifact.manifest
+    ours = Schema.from_dict(federation.schema)
+    _check_before_accounting(manifest, ours, federation)
 
     try:
         # The library's loader: the manifest checked once (artifact.manifest.read_manifest:
@@ -95,7 +97,6 @@ def validate_upload(
         raise UploadRejected(f"invalid generator: {exc}") from None
 
     theirs = generator.schema_
-    ours = Schema.from_dict(federation.schema)
     diffs = ours.differences(theirs)
     if diffs:
         raise UploadRejected(
@@ -127,6 +128,44 @@ def validate_upload(
         delta=delta,
         models=checked,
     )
+
+
+def _check_before_accounting(manifest: dict[str, Any], ours: Any,
+                             federation: FederationPolicy) -> None:
+    """What the federation's protocol decides from the manifest alone, before any record
+    is verified (verification runs the accountant, the costly part): the schema, the
+    number of class models (at most the federation's labels) and each record's accountant
+    and δ against the policy. The checks after the loader repeat them on the parsed file."""
+    from threedgl.schema.schema import Schema
+
+    try:
+        theirs = Schema.from_dict(manifest["schema"])
+    except ThreedglError as exc:
+        raise UploadRejected(f"invalid generator: invalid schema in the manifest: {exc}") from None
+    diffs = ours.differences(theirs)
+    if diffs:
+        raise UploadRejected(
+            f"the generator's schema differs from the protocol of federation "
+            f"'{federation.name}': {'; '.join(diffs)}"
+        )
+    models = manifest["models"]
+    allowed = max(1, len(ours.labels))
+    if len(models) > allowed:
+        raise UploadRejected(f"the file lists {len(models)} class models; federation "
+                             f"'{federation.name}' has {allowed} class label(s)")
+    for i, m in enumerate(models):
+        record = m.get("privacy") if isinstance(m, dict) else None
+        if not isinstance(record, dict):
+            raise UploadRejected(f"invalid generator: class model #{i} has no privacy record")
+        accountant, delta = record.get("accountant"), record.get("delta")
+        if accountant not in federation.accountants:
+            raise UploadRejected(
+                f"class model #{i}: accountant {str(accountant)[:20]!r} is not accepted by "
+                f"federation '{federation.name}' (accepted: {', '.join(federation.accountants)})")
+        if (isinstance(delta, int | float) and not isinstance(delta, bool)
+                and delta > federation.max_delta):
+            raise UploadRejected(f"class model #{i}: delta={delta!r} is above the policy's "
+                                 f"max_delta={federation.max_delta!r}")
 
 
 def _generator_loader() -> Callable[..., Any]:
