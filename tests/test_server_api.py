@@ -290,6 +290,28 @@ def test_a_large_body_is_refused_before_parsing_or_auth(server: ServerProcess) -
         assert http.post("/federations", json={"name": "x"}).status_code == 401
 
 
+def test_a_lost_registration_is_recovered_with_a_new_token(server: ServerProcess) -> None:
+    """Issue 20: when the registration's answer is lost the retry is a 409 and the token
+    exists nowhere; the admin issues a new one, and the old one stops working."""
+    fed = new_federation(server)
+    lost = add_client(server, fed, "clinic")
+    with server.admin() as http:
+        assert http.post(f"/federations/{fed}/clients", json={"name": "clinic"}).status_code == 409
+        r = http.post(f"/federations/{fed}/clients/clinic/token")
+        assert r.status_code == 200, r.text
+        fresh = r.json()["token"]
+        assert fresh != lost and r.json()["name"] == "clinic"
+    with server.http(lost) as http:
+        assert http.get("/me").status_code == 401
+    with server.http(fresh) as http:
+        assert http.get("/me").status_code == 200
+    with server.admin() as http:
+        assert http.post(f"/federations/{fed}/clients/clinic/revoke").status_code == 200
+        r = http.post(f"/federations/{fed}/clients/clinic/token")
+        assert r.status_code == 409 and "revoked" in r.json()["detail"]
+        assert http.post(f"/federations/{fed}/clients/ghost/token").status_code == 404
+
+
 def test_restart_loses_nothing(server: ServerProcess, tmp_path: Path) -> None:
     """Stop the server and start it again on the same database: everything is there.
 
@@ -424,6 +446,8 @@ def test_auth_matrix(server: ServerProcess, tmp_path: Path) -> None:
         ("admin route, no token", None, "GET", f"/federations/{fed}", 401),
         ("admin route, wrong token", "x" * 40, "GET", f"/federations/{fed}", 401),
         ("replayed file", bob, "PUT", "/generator", 409),
+        ("new token, client token", alice, "POST", f"/federations/{fed}/clients/bob/token", 403),
+        ("new token, no token", None, "POST", f"/federations/{fed}/clients/bob/token", 401),
     ]
     for name, token, method, route, expected in cases:
         with server.http(token) as http:

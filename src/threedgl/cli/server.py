@@ -191,6 +191,25 @@ def client_add(
     typer.echo(created["token"])
 
 
+@client_app.command("token")
+def client_token(
+    federation: str = typer.Argument(..., help="Federation name."),
+    name: str = typer.Argument(..., help="Client name."),
+    server: str = ServerOpt,
+    token: str | None = AdminTokenOpt,
+) -> None:
+    """Give a client a new token and print it (its old token stops working): recovers a
+    registration whose answer was lost."""
+    with user_errors(), _client(server, token, "admin", "THREEDGL_ADMIN_TOKEN") as api:
+        created = api.new_client_token(federation, name)
+    typer.echo(
+        f"new token for client '{created['name']}' of federation '{created['federation']}' "
+        "(shown only once; the old one no longer works):",
+        err=True,
+    )
+    typer.echo(created["token"])
+
+
 @client_app.command("revoke")
 def client_revoke(
     federation: str = typer.Argument(..., help="Federation name."),

@@ -116,6 +116,13 @@ class ServerClient:
         )
         return result
 
+    def new_client_token(self, federation: str, name: str) -> dict[str, Any]:
+        """A new token for a client (its old one stops working): ``{"token": ...}``."""
+        result: dict[str, Any] = self._json(
+            "POST", f"/federations/{_check_name(federation)}/clients/{_check_name(name)}/token"
+        )
+        return result
+
     def revoke_client(self, federation: str, name: str) -> dict[str, Any]:
         result: dict[str, Any] = self._json(
             "POST", f"/federations/{_check_name(federation)}/clients/{_check_name(name)}/revoke"

@@ -81,6 +81,24 @@ def create_client(session: Session, federation: Federation, name: str) -> tuple[
     return client, token
 
 
+def new_client_token(session: Session, client: Client) -> str:
+    """Replace a client's token (the old one stops working at once); return the new one.
+
+    The recovery of a registration whose answer was lost: a retry of the registration is
+    a 409 (the name is taken) and the token exists nowhere, so the admin issues a new one.
+    A revoked client stays revoked (:class:`Conflict`)."""
+    session.commit()
+    writing(session)
+    session.refresh(client)
+    if client.revoked:
+        session.rollback()
+        raise Conflict(f"client '{client.name}' is revoked: it gets no new token")
+    token = new_token()
+    client.token_sha256 = token_sha256(token)
+    session.commit()
+    return token
+
+
 def get_client(session: Session, federation: Federation, name: str) -> Client:
     client = session.scalar(
         select(Client).where(Client.federation_id == federation.id, Client.name == name)

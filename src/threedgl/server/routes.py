@@ -140,6 +140,22 @@ def create_client(name: Name, body: ClientCreate, session: SessionDep) -> Client
     )
 
 
+@admin.post(
+    "/federations/{name}/clients/{client}/token",
+    response_model=ClientCreated,
+    responses={409: {"model": Message, "description": "The client is revoked"}},
+)
+def new_client_token(name: Name, client: Name, session: SessionDep) -> ClientCreated:
+    """Issue a client a new token (shown this once); its old token stops working. Recovers
+    a registration whose answer was lost (a retry of the registration is a 409)."""
+    federation = crud.get_federation(session, name)
+    row = crud.get_client(session, federation, client)
+    token = crud.new_client_token(session, row)
+    return ClientCreated(
+        federation=federation.name, name=row.name, token=token, created=_utc(row.created)
+    )
+
+
 @admin.post("/federations/{name}/clients/{client}/revoke", response_model=ClientPublic)
 def revoke_client(name: Name, client: Name, session: SessionDep) -> ClientPublic:
     """Revoke a client: its token stops working and its generator leaves the pool."""
