@@ -188,6 +188,9 @@ class Discretizer:
             else:
                 shape = None if shapes is None else shapes[j]
                 t = rng.random(n) if shape is None else _shaped_position(shape, c, rng)
+                # off the bin's edges by EDGE of its width: the float32 matrix (and a
+                # decode / encode round trip) must not move a value into the next bin
+                t = np.clip(t, EDGE, 1.0 - EDGE)
                 out[:, f.start] = _from_unit(col, f.kind, (c + t) / f.width)
         return out
 
@@ -203,6 +206,11 @@ class Discretizer:
             out[:, j] = np.minimum((cdf < u[:, j : j + 1] * cdf[:, -1:]).sum(axis=1), w - 1)
         return out
 
+
+#: A value drawn in a bin of a continuous column stays this share of the bin's width away
+#: from its edges (float32 spacing near 1 is 6e-8; a bin of 1/1000 of the range times EDGE
+#: is 1e-7).
+EDGE = 1e-4
 
 #: How values are placed within a bin when a shape is given: "linear" (one slope per bin,
 #: from its neighbours) or "polygon" (the frequency polygon through the bins' centres).
