@@ -278,3 +278,13 @@ def test_a_small_seeded_fuzz_finds_no_defect() -> None:
     assert report.counts["refused"] > 100
     assert report.counts["accepted"] > 5  # mutants that stay valid still load
     _ = np  # numpy is the fuzzer's random source
+
+
+def test_a_header_of_tiny_json_containers_is_refused_before_it_is_built() -> None:
+    """Issue 20: Python builds each "{}" at ~50x its bytes; the containers are counted
+    first (brackets inside strings do not count)."""
+    header = ('{"x": [' + ",".join(["{}"] * 300_000) + "]}").encode()
+    data = struct.pack("<Q", len(header)) + header
+    with pytest.raises(ArtifactError, match="300002 JSON objects and arrays, above the limit"):
+        read_artifact_bytes(data)
+    assert strict_json('{"a": "[[[{{{", "b": [1, {}]}', "x") == {"a": "[[[{{{", "b": [1, {}]}

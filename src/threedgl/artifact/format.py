@@ -21,6 +21,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -251,6 +252,17 @@ def _tensor_views(
 #: Limits of the JSON a file may hold: they bound the cost of reading a stranger's file.
 MAX_MANIFEST_CHARS = 4 * 1024 * 1024
 MAX_JSON_DEPTH = 32
+#: At most this many JSON objects and arrays in a header or a manifest (a manifest of 10
+#: class models of a 60-feature table holds about 10,000).
+MAX_JSON_CONTAINERS = 200_000
+#: A JSON string (its escapes included), removed before brackets are counted.
+_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"')
+
+
+def _containers(text: str) -> int:
+    """The number of objects and arrays in JSON ``text`` (brackets outside strings)."""
+    bare = _STRINGS.sub("", text)
+    return bare.count("{") + bare.count("[")
 MAX_NUMBER_CHARS = 40
 MAX_TENSORS = 4096
 #: The longest a short text field of the manifest (generator kind, version, date) may be.
@@ -303,6 +315,12 @@ def strict_json(text: str | bytes, what: str) -> Any:
             text = text.decode("utf-8")
         except UnicodeDecodeError:
             raise ArtifactError(f"{what} is not valid UTF-8") from None
+    # Python builds every object and array at ~50x the bytes of "{}": count them first
+    # (strings removed, so brackets inside them do not count), before anything is built
+    containers = _containers(text)
+    if containers > MAX_JSON_CONTAINERS:
+        raise ArtifactError(f"{what} holds {containers} JSON objects and arrays, above the "
+                            f"limit of {MAX_JSON_CONTAINERS}")
     try:
         value = json.loads(text, parse_constant=_no_constant, parse_int=_int,
                            parse_float=_float, object_pairs_hook=_unique_keys)
