@@ -37,7 +37,7 @@ from threedgl.privacy.gaussian import measure_count, measure_marginals
 from threedgl.privacy.measurement import Marginal, Measurement, check_against_record
 from threedgl.privacy.record import PrivacyRecord
 from threedgl.schema import CategoricalColumn, NumericColumn, Schema
-from threedgl.schema.bins import Discretizer, _linear_position, _polygon_position
+from threedgl.schema.bins import Discretizer, _linear_position
 
 
 def _fit(frame: pd.DataFrame, schema: Schema, target: str, **params: Any) -> DDPBetaVAE:
@@ -349,22 +349,6 @@ def test_gaussian_measurements_have_their_stated_noise() -> None:
 
 
 # -- values within a bin ----------------------------------------------------------------------------
-def test_the_frequency_polygon_leans_towards_the_denser_neighbour() -> None:
-    rng = np.random.default_rng(0)
-    codes = np.full(50_000, 1)
-    flat = _polygon_position(np.array([1.0, 1.0, 1.0]), codes, rng)
-    assert flat.mean() == pytest.approx(0.5, abs=0.01) and flat.min() >= 0 and flat.max() < 1
-    assert np.histogram(flat, bins=4, range=(0, 1))[0] / len(flat) == pytest.approx(
-        [0.25] * 4, abs=0.01)
-    ramp = _polygon_position(np.array([0.1, 0.3, 0.5]), codes, rng)
-    # the polygon through the centres: 0.2 at the left edge, 0.3 at the centre, 0.4 at the
-    # right edge, linear in between (integrated numerically)
-    t = np.linspace(0, 1, 200_001)
-    density = np.interp(t, [0, 0.5, 1], [0.2, 0.3, 0.4])
-    mean = np.trapezoid(t * density, t) / np.trapezoid(density, t)
-    assert ramp.mean() == pytest.approx(mean, abs=0.004) and ramp.mean() > 0.51
-
-
 def test_the_linear_shape_takes_its_slope_from_the_neighbours() -> None:
     rng = np.random.default_rng(0)
     codes = np.full(50_000, 1)

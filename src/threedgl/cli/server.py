@@ -183,12 +183,8 @@ def client_add(
     """Add a client and print its token (shown only once: give it to the client)."""
     with user_errors(), _client(server, token, "admin", "THREEDGL_ADMIN_TOKEN") as api:
         created = api.add_client(federation, name)
-    typer.echo(
-        f"added client '{created['name']}' to federation '{created['federation']}'; "
-        "its token (shown only once):",
-        err=True,
-    )
-    typer.echo(created["token"])
+    _show_token(created, f"added client '{created['name']}' to federation "
+                         f"'{created['federation']}'; its token (shown only once):")
 
 
 @client_app.command("token")
@@ -202,11 +198,14 @@ def client_token(
     registration whose answer was lost."""
     with user_errors(), _client(server, token, "admin", "THREEDGL_ADMIN_TOKEN") as api:
         created = api.new_client_token(federation, name)
-    typer.echo(
-        f"new token for client '{created['name']}' of federation '{created['federation']}' "
-        "(shown only once; the old one no longer works):",
-        err=True,
-    )
+    _show_token(created, f"new token for client '{created['name']}' of federation "
+                         f"'{created['federation']}' (shown only once; the old one no "
+                         "longer works):")
+
+
+def _show_token(created: dict[str, str], what: str) -> None:
+    """What happened on stderr, the token alone on stdout (for scripts)."""
+    typer.echo(what, err=True)
     typer.echo(created["token"])
 
 

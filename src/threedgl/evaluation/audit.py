@@ -128,8 +128,6 @@ def _binned_log_likelihood(generator: Any, rows: pd.DataFrame) -> np.ndarray | N
     """Each row's log probability of its bins under its class model (for DDP-βVAE, under
     its most likely weighted latent point), for a generator that samples bins (None for
     one that does not)."""
-    import torch
-
     disc = getattr(generator, "discretizer_", None)
     if disc is None:
         return None
@@ -150,10 +148,10 @@ def _binned_log_likelihood(generator: Any, rows: pd.DataFrame) -> np.ndarray | N
             out[mask] = logs
             continue
         dec = generator.decoders_[k]
-        if dec.prior_z is None or dec.prior_weight is None:
+        outputs = dec.prior_outputs()
+        if outputs is None:
             return None
-        with torch.no_grad():
-            probs = dec(dec.prior_z).double().numpy()  # (points, bins of every feature)
+        probs = outputs.astype(np.float64)  # (points, bins of every feature)
         weight = dec.prior_weight.double().numpy()
         per_point = np.zeros((int(mask.sum()), len(weight)))
         for j in range(len(disc.features)):

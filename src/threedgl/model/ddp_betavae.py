@@ -334,8 +334,8 @@ class DDPBetaVAE(BaseGenerator):
             if dec.prior_z is None or dec.prior_weight is None or not SHAPED_BINS:
                 cache[k] = None
             else:
-                with torch.no_grad(), single_thread():
-                    probs = dec(dec.prior_z).double().numpy()
+                with single_thread():
+                    probs = dec.prior_outputs().astype(np.float64)  # type: ignore[union-attr]
                 weight = dec.prior_weight.double().numpy()
                 marginal = (weight / weight.sum()) @ probs
                 cache[k] = [marginal[disc.offsets[j] : disc.offsets[j + 1]]

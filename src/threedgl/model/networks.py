@@ -376,26 +376,25 @@ class Decoder(nn.Module):
         with torch.no_grad():
             return self.forward(zt).numpy().astype(np.float32, copy=False)
 
-    def latent_sample(self, n: int, generator: torch.Generator) -> Tensor:
-        """``n`` draws from the latent prior: N(0, I), or the fitted prior's points."""
+    def prior_outputs(self) -> np.ndarray | None:
+        """The decoded outputs at the fitted prior's points (float32, one row per point),
+        computed once; None without a fitted prior."""
         if self.prior_z is None or self.prior_weight is None:
-            return torch.randn(n, self.latent, generator=generator)
-        if n == 0:
-            return self.prior_z[:0]
-        index = torch.multinomial(self.prior_weight.double(), n, replacement=True,
-                                  generator=generator)
-        return self.prior_z[index]
+            return None
+        if getattr(self, "_prior_outputs", None) is None:
+            self._prior_outputs = self.decode(self.prior_z)
+        return self._prior_outputs
 
     def sample(self, n: int, generator: torch.Generator) -> np.ndarray:
         """Decode ``n`` latent draws from the prior, drawn with ``generator``.
 
-        A fitted prior has finitely many points: they are decoded once, and a draw picks
-        one of them (the same distribution as decoding every draw, without the cost).
+        Without a fitted prior, N(0, I). A fitted prior has finitely many points: they are
+        decoded once, and a draw picks one of them (the same distribution as decoding every
+        draw, without the cost).
         """
-        if self.prior_z is None or self.prior_weight is None:
-            return self.decode(self.latent_sample(n, generator))
-        if getattr(self, "_prior_outputs", None) is None:
-            self._prior_outputs = self.decode(self.prior_z)
+        outputs = self.prior_outputs()
+        if outputs is None or self.prior_weight is None:
+            return self.decode(torch.randn(n, self.latent, generator=generator))
         index = torch.multinomial(self.prior_weight.double(), max(n, 1), replacement=True,
                                   generator=generator)[:n]
-        return self._prior_outputs[index.numpy()]
+        return outputs[index.numpy()]

@@ -4,8 +4,9 @@ As in private-pgm, a measurement is a small value object that estimation consume
 ever seeing a row: which *marginal* was measured (a set of features of one class's table,
 each over its public bins or over groups of them), the noisy counts of its cells, and the
 standard deviation of the Gaussian noise on every cell. The generator is fitted to them
-(:mod:`threedgl.model.matching`), the artifact stores them (one tensor ``class{k}.measurements`` per class model),
-and anyone holding the artifact can post-process them again (the pool, the server).
+(:mod:`threedgl.model.matching`), the artifact stores them (one tensor
+``class{k}.measurements`` per class model, :func:`read_measurements` reads them back), and
+anyone holding the artifact can post-process them again (the pool, the server).
 
 The empty marginal is the class's row count. A measurement's cells are in C order over
 its features: cell ``(c_1, …, c_k)`` is index ``ravel_multi_index((c_1, …, c_k), shape)``.
@@ -108,18 +109,6 @@ class Measurement:
             "groups": [None if g is None else list(g) for g in self.marginal.groups],
             "noise_std": float(self.noise_std),
         }
-
-    @classmethod
-    def from_manifest(cls, entry: Mapping[str, Any], values: np.ndarray, names: Sequence[str],
-                      widths: Sequence[int]) -> Measurement:
-        """Rebuild a measurement from its manifest entry and its values; every field checked."""
-        marginal, std = _parse_entry(entry, {name: i for i, name in enumerate(names)}, widths)
-        size = marginal.cells(widths)
-        arr = np.asarray(values)
-        if arr.shape != (size,) or not np.isfinite(arr).all():
-            raise PrivacyError(f"a measurement of {entry['features']!r} needs {size} finite "
-                               f"values, got shape {arr.shape}")
-        return cls(marginal, arr.astype(np.float32), std)
 
 
 def read_measurements(entries: Sequence[Any], values: np.ndarray, names: Sequence[str],

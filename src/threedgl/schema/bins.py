@@ -10,7 +10,7 @@ feature as a categorical variable:
   the schema declares ``scale="log"``, in ``log1p(x - minimum)``. A value drawn for a bin
   is uniform within the bin (on the column's scale), or, given the bins' probabilities,
   follows a linear density whose slope comes from the neighbouring bins
-  (:data:`WITHIN_BIN`); an integer column takes the bin's integer at the drawn position's
+  (``_linear_position``); an integer column takes the bin's integer at the drawn position's
   rank (uniform positions: every integer of the bin alike).
 
 Nothing here looks at data to choose an edge: the bins are a function of the schema and
@@ -158,7 +158,7 @@ class Discretizer:
 
         Uniformly within the bin, or, where ``shapes[j]`` gives the probabilities of feature
         j's bins (a numeric column cut into bins), from a density linear across the bin
-        whose slope is that of the neighbouring bins (:data:`WITHIN_BIN`), so a bin on a
+        whose slope is that of the neighbouring bins, so a bin on a
         slope puts more of its values towards its denser neighbour (the bin's own mass is
         unchanged). An integer column takes the bin's integer at the drawn position's rank.
         """
@@ -179,15 +179,15 @@ class Discretizer:
                 lo = first[c]
                 count = first[c + 1] - lo  # integers in the bin (0: none, take its first)
                 shape = None if shapes is None else shapes[j]
-                # a position in the bin (uniform, or on the polygon), then the bin's integer
+                # a position in the bin (uniform, or on the linear shape), then the integer
                 # at that rank: uniform positions give every integer of the bin alike
-                t = rng.random(n) if shape is None else _shaped_position(shape, c, rng)
+                t = rng.random(n) if shape is None else _linear_position(shape, c, rng)
                 value = lo + np.minimum(np.floor(t * np.maximum(count, 1)),
                                         np.maximum(count, 1) - 1)
                 out[:, f.start] = (value - col.minimum) / span if span > 0 else 0.0
             else:
                 shape = None if shapes is None else shapes[j]
-                t = rng.random(n) if shape is None else _shaped_position(shape, c, rng)
+                t = rng.random(n) if shape is None else _linear_position(shape, c, rng)
                 # off the bin's edges by EDGE of its width: the float32 matrix (and a
                 # decode / encode round trip) must not move a value into the next bin
                 t = np.clip(t, EDGE, 1.0 - EDGE)
@@ -212,18 +212,6 @@ class Discretizer:
 #: is 1e-7).
 EDGE = 1e-4
 
-#: How values are placed within a bin when a shape is given: "linear" (one slope per bin,
-#: from its neighbours) or "polygon" (the frequency polygon through the bins' centres).
-WITHIN_BIN = "linear"
-
-
-def _shaped_position(probabilities: np.ndarray, codes: np.ndarray, rng: np.random.Generator
-                     ) -> np.ndarray:
-    if WITHIN_BIN == "polygon":
-        return _polygon_position(probabilities, codes, rng)
-    return _linear_position(probabilities, codes, rng)
-
-
 def _linear_position(probabilities: np.ndarray, codes: np.ndarray, rng: np.random.Generator
                      ) -> np.ndarray:
     """Positions in [0, 1) within bins ``codes`` from a density linear across the bin: its
@@ -241,28 +229,6 @@ def _linear_position(probabilities: np.ndarray, codes: np.ndarray, rng: np.rando
     denom = a + root
     t = np.where(denom > 0, u * (a + b) / np.where(denom > 0, denom, 1.0), u)
     return np.clip(t, 0.0, np.nextafter(1.0, 0.0))
-
-
-def _polygon_position(probabilities: np.ndarray, codes: np.ndarray, rng: np.random.Generator
-                      ) -> np.ndarray:
-    """Positions in [0, 1) within bins ``codes`` drawn from the frequency polygon of the bin
-    probabilities: the density rises or falls linearly from the bin's centre to half-way to
-    each neighbour's (flat at the ends of the range)."""
-    d = np.clip(np.asarray(probabilities, dtype=np.float64), 0.0, None)
-    left = np.concatenate([[d[0]], (d[:-1] + d[1:]) / 2])[codes]
-    right = np.concatenate([(d[:-1] + d[1:]) / 2, [d[-1]]])[codes]
-    mid = d[codes]
-    u, v = rng.random(len(codes)), rng.random(len(codes))
-    area_left, area_right = left + mid, mid + right
-    total = area_left + area_right
-    in_left = v * np.where(total > 0, total, 1.0) < np.where(total > 0, area_left, 0.5)
-    a = np.where(in_left, left, mid)  # density at the half's start and end
-    b = np.where(in_left, mid, right)
-    root = np.sqrt(np.maximum(a * a + (b - a) * u * (a + b), 0.0))
-    denom = a + root
-    # inverse CDF of the density a + (b − a)t on [0, 1]; uniform where both ends are 0
-    t = np.where(denom > 0, u * (a + b) / np.where(denom > 0, denom, 1.0), u)
-    return np.clip(np.where(in_left, 0.5 * t, 0.5 + 0.5 * t), 0.0, np.nextafter(1.0, 0.0))
 
 
 def _levels(col: NumericColumn) -> int | None:

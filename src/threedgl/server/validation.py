@@ -96,14 +96,6 @@ def validate_upload(
     except ThreedglError as exc:
         raise UploadRejected(f"invalid generator: {exc}") from None
 
-    theirs = generator.schema_
-    diffs = ours.differences(theirs)
-    if diffs:
-        raise UploadRejected(
-            f"the generator's schema differs from the protocol of federation "
-            f"'{federation.name}': {'; '.join(diffs)}"
-        )
-
     checked = tuple(
         _check_model(i, label, record, rows, federation)
         for i, (label, record, rows) in enumerate(
@@ -135,7 +127,8 @@ def _check_before_accounting(manifest: dict[str, Any], ours: Any,
     """What the federation's protocol decides from the manifest alone, before any record
     is verified (verification runs the accountant, the costly part): the schema, the
     number of class models (at most the federation's labels) and each record's accountant
-    and δ against the policy. The checks after the loader repeat them on the parsed file."""
+    and δ against the policy. The loader parses the same schema (compared here once); the
+    per-model checks after it see the verified records."""
     from threedgl.schema.schema import Schema
 
     try:
