@@ -67,8 +67,8 @@ def manifest(
     recorded_epsilon: float | None = None,
 ) -> dict[str, Any]:
     """A manifest as the lead's generators write it, with ε computed by the accountant."""
-    eps = epsilon(sigma, sample_rate, steps, delta, accountant)
-    recorded: float | str = eps if recorded_epsilon is None else recorded_epsilon
+    recorded: float | str = (epsilon(sigma, sample_rate, steps, delta, accountant)
+                             if recorded_epsilon is None else recorded_epsilon)
     if recorded == float("inf"):
         recorded = "inf"  # as PrivacyRecord.to_dict writes it
     labels = list(schema.labels)

@@ -288,3 +288,29 @@ def test_a_header_of_tiny_json_containers_is_refused_before_it_is_built() -> Non
     with pytest.raises(ArtifactError, match="300002 JSON objects and arrays, above the limit"):
         read_artifact_bytes(data)
     assert strict_json('{"a": "[[[{{{", "b": [1, {}]}', "x") == {"a": "[[[{{{", "b": [1, {}]}
+
+
+def test_prv_records_are_verified_within_a_bounded_cost(tmp_path: Path) -> None:
+    """Issue 20, items 4 and 5: one PRV record (σ 0.8, q 0.5, 10,000 steps) exhausted
+    memory, and ten costly ones took 45 s. The grid model refuses the first, a file's PRV
+    records share one budget, and nothing is verified before the whole file is checked."""
+    import resource
+
+    from threedgl.privacy.record import MAX_PRV_POINTS_PER_FILE, check_verification_cost
+
+    base = {"noise_multiplier": 1.0, "sample_rate": 0.01, "steps": 10_000,
+            "max_grad_norm": 1.0, "accountant": "prv", "delta": 1e-5, "epsilon": 7.0}
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0 = time.process_time()
+    huge = PrivacyRecord.from_dict({**base, "noise_multiplier": 0.8, "sample_rate": 0.5,
+                                    "epsilon": 500.0})
+    with pytest.raises(PrivacyError, match="above the limit"):
+        huge.verify()
+    # three distinct records of ~0.78 M points each: a file may hold two, not three
+    many = [PrivacyRecord.from_dict({**base, "max_grad_norm": 1.0 + i}) for i in range(3)]
+    check_verification_cost(many[:2])
+    check_verification_cost([many[0]] * 50)  # identical records are verified once
+    with pytest.raises(PrivacyError, match=f"{MAX_PRV_POINTS_PER_FILE:,} per file"):
+        check_verification_cost(many)
+    assert time.process_time() - t0 < 2.0
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # KiB

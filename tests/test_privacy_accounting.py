@@ -195,3 +195,39 @@ def test_compose_epsilon() -> None:
     assert compose_epsilon([rec, other], 1e-4) > max(rec.epsilon, other.epsilon)
     free = PrivacyRecord(0.0, 0.05, 100, math.inf, "rdp", 1e-4, math.inf)
     assert compose_epsilon([rec, free], 1e-4) == math.inf
+
+
+def test_prv_grid_model_is_the_accountants_own_domain() -> None:
+    """The cost model builds Opacus's domain without its arrays: the same size."""
+    from opacus.accountants import PRVAccountant
+    from opacus.accountants.analysis.prv import PoissonSubsampledGaussianPRV
+
+    from threedgl.privacy.accounting import prv_grid_points
+
+    for sigma, q, steps, delta in [(1.0, 0.01, 1000, 1e-5), (1.5, 0.05, 300, 1e-4)]:
+        acc = PRVAccountant()
+        domain = acc._get_domain([PoissonSubsampledGaussianPRV(q, sigma)], [steps],
+                                 eps_error=0.01, delta_error=delta / 1000)
+        assert abs(prv_grid_points([(sigma, q, steps)], delta) - domain.size) <= 3
+
+
+def test_a_prv_history_with_a_huge_grid_is_refused_before_the_accountant_runs() -> None:
+    """Issue 20, item 4: σ = 0.8, q = 0.5, 10,000 steps allocated arrays of 1.25–3.7 GiB
+    (MemoryError → 500); σ = 1.28, q = 0.08 took 3.8 s. Both are refused in milliseconds
+    by the grid model, and calibration steps around such σ instead of failing."""
+    import resource
+    import time
+
+    from threedgl.privacy.accounting import MAX_PRV_POINTS, prv_grid_points
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0 = time.process_time()
+    for sigma, q in [(0.8, 0.5), (1.28, 0.08)]:
+        assert prv_grid_points([(sigma, q, 10_000)], 1e-5) > MAX_PRV_POINTS
+        with pytest.raises(PrivacyError, match=r"PRV accountant .* points, above the limit"):
+            compute_epsilon(sigma, q, 10_000, 1e-5, "prv")
+    assert time.process_time() - t0 < 2.0
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100_000  # KiB
+    sigma = calibrate_noise_multiplier(1.9, 1e-5, 0.08, 10_000, "prv")
+    assert prv_grid_points([(sigma, 0.08, 10_000)], 1e-5) <= MAX_PRV_POINTS
+    assert compute_epsilon(sigma, 0.08, 10_000, 1e-5, "prv") <= 1.9

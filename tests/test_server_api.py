@@ -365,6 +365,33 @@ def test_replayed_generators_are_refused_and_give_no_access(
     assert _versions(server, fed) == {"mallory": 0, "victim": 1}
 
 
+def test_identical_weights_racing_from_two_clients_are_stored_once(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    """Issue 20, item 3: on PostgreSQL both copies were stored in 18 of 20 tries (the
+    check ran under READ COMMITTED with only the uploader's row locked). The unique index
+    on the weights' hash makes the database refuse the loser, which answers 409."""
+    import threading
+
+    fed = new_federation(server)
+    outcomes = []
+    for attempt in range(20):
+        tokens = [add_client(server, fed, f"racer-{attempt}-{side}") for side in "ab"]
+        data = generator_bytes(tmp_path, seed=700 + attempt)
+        barrier = threading.Barrier(2)
+
+        def upload(token: str, data: bytes = data, barrier: threading.Barrier = barrier) -> int:
+            barrier.wait()
+            return _publish(server, token, data).status_code
+
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            codes = sorted(pool.map(upload, tokens))
+        outcomes.append(codes)
+    assert outcomes == [[201, 409]] * 20, outcomes
+    versions = _versions(server, fed)
+    assert sum(versions.values()) == 20, versions
+
+
 def test_a_retried_upload_returns_the_stored_version(server: ServerProcess, tmp_path: Path) -> None:
     fed = new_federation(server)
     token = add_client(server, fed, "retrier")

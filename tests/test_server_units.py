@@ -335,3 +335,18 @@ def test_validate_upload_refuses_delta_at_least_one_over_rows(tmp_path: Path) ->
     data = generator_bytes(tmp_path, delta=0.05, sigma=3.0)
     with pytest.raises(UploadRejected, match="at least 1/rows"):
         validate_upload(data, Fed(max_delta=0.5, max_epsilon=50.0))
+
+
+def test_an_upload_with_a_costly_prv_record_is_refused_within_bounds(tmp_path: Path) -> None:
+    """Issue 20, item 4: this record inside every documented bound gave MemoryError → 500."""
+    import resource
+    import time
+
+    data = generator_bytes(tmp_path, sigma=0.8, sample_rate=0.5, steps=10_000,
+                           accountant="prv", recorded_epsilon=500.0, delta=1e-5)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0 = time.process_time()
+    with pytest.raises(UploadRejected, match="points.*above the limit"):
+        validate_upload(data, Fed(max_epsilon=1000.0))
+    assert time.process_time() - t0 < 2.0
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # KiB

@@ -20,7 +20,7 @@ from threedgl._version import __version__
 from threedgl.artifact.format import FORMAT_NAME, FORMAT_VERSION
 from threedgl.artifact.statement import privacy_summary
 from threedgl.errors import ArtifactError, ThreedglError
-from threedgl.privacy.record import PrivacyRecord
+from threedgl.privacy.record import PrivacyRecord, check_verification_cost
 from threedgl.schema import Schema
 
 __all__ = ["ClassModel", "Manifest", "build_manifest", "read_manifest"]
@@ -98,17 +98,25 @@ def read_manifest(manifest: dict[str, Any]) -> Manifest:
         schema = Schema.from_dict(manifest["schema"])
     except ThreedglError as exc:
         raise ArtifactError(f"invalid schema in the manifest: {exc}") from None
+    raw_models = manifest["models"]
+    allowed = max(1, len(schema.labels)) if schema.target is not None else 1
+    if len(raw_models) > allowed:
+        raise ArtifactError(f"the manifest lists {len(raw_models)} class models; its schema "
+                            f"has {allowed} class label(s)")
     models: list[ClassModel] = []
-    for i, m in enumerate(manifest["models"]):
+    seen: set[str] = set()
+    for i, m in enumerate(raw_models):  # everything cheap first: no accountant runs here
         label = m.get("label")
         if schema.target is None:
-            if label is not None or len(manifest["models"]) != 1:
+            if label is not None or len(raw_models) != 1:
                 raise ArtifactError("a generator without a class column has exactly one model")
         elif label not in schema.labels:
             raise ArtifactError(f"model #{i} has label {label!r}, not a label of the schema")
+        if repr(label) in seen:
+            raise ArtifactError("the manifest lists a class label twice")
+        seen.add(repr(label))
         try:
             record = PrivacyRecord.from_dict(m["privacy"])
-            record.verify()
         except ThreedglError as exc:
             raise ArtifactError(f"model #{i}: {exc}") from None
         rows = m.get("rows", 1)
@@ -120,8 +128,15 @@ def read_manifest(manifest: dict[str, Any]) -> Manifest:
             raise ArtifactError(f"model #{i}: 'measurements' must be a list of at most "
                                 f"{MAX_MEASUREMENTS} entries")
         models.append(ClassModel(label, float(rows), record, measurements))
-    if len({repr(m.label) for m in models}) != len(models):
-        raise ArtifactError("the manifest lists a class label twice")
+    try:
+        check_verification_cost(m.record for m in models)
+    except ThreedglError as exc:
+        raise ArtifactError(str(exc)) from None
+    for i, model in enumerate(models):  # then the accountant, its cost bounded above
+        try:
+            model.record.verify()
+        except ThreedglError as exc:
+            raise ArtifactError(f"model #{i}: {exc}") from None
     if schema.target is not None:  # tensors class{k} bind to the k-th model: fix the order
         order = [schema.labels.index(m.label) for m in models]
         if order != sorted(order):

@@ -43,6 +43,7 @@ __all__ = [
     "compute_epsilon",
     "epsilon_at_order",
     "gaussian_rdp",
+    "prv_grid_points",
     "rdp_budget",
     "rdp_optimal_order",
     "rdp_order",
@@ -56,6 +57,16 @@ CALIBRATION_TOLERANCE = 0.02
 
 _MAX_SIGMA = 1e6
 _MIN_SIGMA = 1e-4
+
+#: The PRV accountant discretises the composed privacy loss on a grid whose size follows
+#: from σ, q, steps and δ (its domain is bounded with RDP, its mesh shrinks with √steps;
+#: Gopi et al. 2021, as Opacus builds it), and its time and memory grow with the grid.
+#: Measured on this project's machine: 0.78 M points took 0.6 s and +133 MB, 4.8 M points
+#: 7 s and +306 MB (arrays of several GiB at σ = 0.8, q = 0.5, 10,000 steps). A history
+#: whose grid exceeds this bound is refused before the accountant runs.
+MAX_PRV_POINTS = 1_000_000
+#: Accuracy of the PRV accountant's ε (Opacus's default), which fixes its mesh.
+PRV_EPS_ERROR = 0.01
 
 
 def _check(name: str, value: float, **kw: Any) -> None:
@@ -96,11 +107,49 @@ def _make_accountant(accountant: str, history: list[tuple[float, float, int]]) -
     return acc
 
 
+def prv_grid_points(history: list[tuple[float, float, int]], delta: float) -> int:
+    """The number of points on which the PRV accountant would discretise ``history``.
+
+    The same domain as :meth:`opacus.accountants.PRVAccountant._get_domain` (its size from
+    the RDP accountant, cheap; its mesh ``eps_error / sqrt(steps·ln(12/δ_err)/2)`` with
+    ``δ_err = δ/1000``), computed without building any array: the cost model of the PRV
+    accountant, checked before it runs.
+    """
+    from opacus.accountants.analysis.prv import (
+        PoissonSubsampledGaussianPRV,
+        compute_safe_domain_size,
+    )
+
+    delta_error = delta / 1000
+    total = sum(steps for _, _, steps in history)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Optimal order is the")
+        half = compute_safe_domain_size(
+            [PoissonSubsampledGaussianPRV(q, sigma) for sigma, q, _ in history],
+            [steps for _, _, steps in history], PRV_EPS_ERROR, delta_error)
+    mesh = PRV_EPS_ERROR / math.sqrt(total * math.log(12 / delta_error) / 2)
+    points = 2 * float(half) / mesh + 2
+    return int(points) if math.isfinite(points) else 2**63
+
+
+def _check_prv_cost(history: list[tuple[float, float, int]], delta: float) -> None:
+    points = prv_grid_points(history, delta)
+    if points > MAX_PRV_POINTS:
+        sigma, q, steps = history[0]
+        raise PrivacyError(
+            f"the PRV accountant would discretise this training (noise_multiplier={sigma:.4g}, "
+            f"sample_rate={q:.4g}, steps={steps}{', ...' if len(history) > 1 else ''}, "
+            f"delta={delta:.3g}) on {points:,} points, above the limit of "
+            f"{MAX_PRV_POINTS:,} (about 1 s and 150 MB); use accountant 'rdp'")
+
+
 def _epsilon_of_history(
     history: list[tuple[float, float, int]], delta: float, accountant: str
 ) -> float:
     if any(sigma == 0 for sigma, _, _ in history):
         return math.inf  # no noise: no privacy
+    if accountant == "prv":
+        _check_prv_cost(history, delta)
     acc = _make_accountant(accountant, history)
     with warnings.catch_warnings(), np.errstate(divide="ignore"):
         # q = 1 makes PRV take log(0) harmlessly; RDP warns when α hits its grid's end.
@@ -163,7 +212,10 @@ def calibrate_noise_multiplier(
     _check_steps(steps)
 
     def eps(sigma: float) -> float:
-        return _epsilon_of_history([(sigma, float(sample_rate), steps)], delta, accountant)
+        history = [(sigma, float(sample_rate), steps)]
+        if accountant == "prv" and prv_grid_points(history, delta) > MAX_PRV_POINTS:
+            return math.inf  # a small σ whose PRV grid is too large: more noise is needed
+        return _epsilon_of_history(history, delta, accountant)
 
     lower_ok = (1.0 - CALIBRATION_TOLERANCE) * target_epsilon
     hi = 1.0

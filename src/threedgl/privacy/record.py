@@ -17,6 +17,7 @@ from typing import Any
 
 from threedgl.errors import PrivacyError
 from threedgl.privacy.accounting import (
+    MAX_PRV_POINTS,
     MAX_RDP_ORDER,
     _check,
     _check_accountant,
@@ -27,11 +28,12 @@ from threedgl.privacy.accounting import (
     _epsilon_of_history,
     compute_epsilon,
     epsilon_at_order,
+    prv_grid_points,
     rdp_optimal_order,
     subsampled_gaussian_rdp,
 )
 
-__all__ = ["EPSILON_TOLERANCE", "PrivacyRecord", "compose_epsilon"]
+__all__ = ["EPSILON_TOLERANCE", "PrivacyRecord", "check_verification_cost", "compose_epsilon"]
 
 
 #: A recorded ε smaller than ``(1 - EPSILON_TOLERANCE)`` × the recomputed ε is refused.
@@ -47,6 +49,10 @@ MIN_RECORD_SAMPLE_RATE = 1e-7
 MAX_RECORD_STEPS = 10_000_000
 MAX_PRV_STEPS = 10_000
 MIN_RECORD_DELTA = 1e-300
+
+#: The PRV accountant's grid points summed over one file's distinct PRV records: the cost
+#: of verifying a file is bounded whatever its number of class models (about 1.5 s).
+MAX_PRV_POINTS_PER_FILE = 2 * MAX_PRV_POINTS
 
 #: Optional fields of a record composed at a fixed Rényi order (DDP-βVAE's default mode).
 ANCHOR_FIELDS = ("rdp_order", "count_noise_multiplier", "marginals_noise_multiplier")
@@ -241,6 +247,26 @@ class PrivacyRecord:
         return recomputed
 
 
+
+
+def check_verification_cost(records: Iterable[PrivacyRecord]) -> None:
+    """Refuse records whose verification would cost more than a file may (before any runs).
+
+    RDP records cost a few milliseconds each whatever their steps; a PRV record's cost is
+    its grid (:func:`~threedgl.privacy.accounting.prv_grid_points`), each at most
+    :data:`~threedgl.privacy.accounting.MAX_PRV_POINTS` and, summed over a file's distinct
+    records, at most :data:`MAX_PRV_POINTS_PER_FILE`.
+    """
+    total = 0
+    for record in dict.fromkeys(records):  # identical records are verified once (cached)
+        if record.accountant != "prv" or record.noise_multiplier == 0:
+            continue
+        total += prv_grid_points(record.history(), record.delta)
+        if total > MAX_PRV_POINTS_PER_FILE:
+            raise PrivacyError(
+                f"verifying these PRV records would discretise {total:,}+ points in all, "
+                f"above the limit of {MAX_PRV_POINTS_PER_FILE:,} per file; train with "
+                "accountant 'rdp'")
 
 
 @functools.lru_cache(maxsize=4096)

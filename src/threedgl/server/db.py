@@ -8,6 +8,7 @@ server (a higher version) is refused, so an old server never corrupts it.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, inspect, select
@@ -17,9 +18,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from threedgl.errors import ThreedglError
 from threedgl.server.models import Base, SchemaVersion
 
+_log = logging.getLogger("threedgl.server")
+
 #: Version of the server's tables. Bump it with a migration when a table changes.
 #: 2: generators gained ``weights_sha256`` (replays) and ``table`` (budget across uploads).
-DB_SCHEMA_VERSION = 2
+#: 3: ``weights_sha256`` is unique: the database, not only the code, refuses a replay.
+DB_SCHEMA_VERSION = 3
 
 
 class DatabaseError(ThreedglError):
@@ -108,8 +112,42 @@ def _migrate_1_to_2(engine: Engine) -> None:
         conn.execute(text("UPDATE threedgl_schema_version SET version = 2"))
 
 
+def _migrate_2_to_3(engine: Engine) -> None:
+    """Make ``weights_sha256`` unique (one stored copy of any weights, per server).
+
+    A version-2 server could store the same weights twice when two clients uploaded them
+    at the same instant on PostgreSQL (the check ran under READ COMMITTED, with only the
+    uploader's row locked). The first upload keeps the hash; the later copies keep their
+    bytes and versions but lose the hash, and each is logged for the administrator to
+    review (``3dgl admin client revoke``). Nothing is deleted.
+    """
+    from sqlalchemy import text
+
+    with engine.begin() as conn:
+        duplicates = conn.execute(text(
+            "SELECT g.id, g.weights_sha256, c.name, f.name FROM threedgl_generators g "
+            "JOIN threedgl_clients c ON c.id = g.client_id "
+            "JOIN threedgl_federations f ON f.id = c.federation_id "
+            "WHERE g.weights_sha256 IS NOT NULL AND g.id > (SELECT MIN(h.id) FROM "
+            "threedgl_generators h WHERE h.weights_sha256 = g.weights_sha256) ORDER BY g.id"
+        )).all()
+        for row_id, weights, client, federation in duplicates:
+            _log.warning(
+                "migration to server schema 3: generator %d of client '%s' in federation "
+                "'%s' holds weights (sha256 %s…) stored earlier by another upload; its hash "
+                "is cleared so the unique index can be built (review the client)",
+                row_id, client, federation, str(weights)[:12])
+            conn.execute(text("UPDATE threedgl_generators SET weights_sha256 = NULL "
+                              "WHERE id = :i"), {"i": row_id})
+        conn.exec_driver_sql("DROP INDEX ix_threedgl_generators_weights_sha256")
+        conn.exec_driver_sql(
+            "CREATE UNIQUE INDEX ix_threedgl_generators_weights_sha256 "
+            "ON threedgl_generators (weights_sha256)")
+        conn.execute(text("UPDATE threedgl_schema_version SET version = 3"))
+
+
 #: Migrations by the version they start from; each brings the database one version up.
-MIGRATIONS = {1: _migrate_1_to_2}
+MIGRATIONS = {1: _migrate_1_to_2, 2: _migrate_2_to_3}
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

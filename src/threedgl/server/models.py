@@ -100,8 +100,10 @@ class Generator(Base):
     is_current: Mapped[bool] = mapped_column(Boolean, default=True, index=True)
     sha256: Mapped[str] = mapped_column(String(64))
     #: The manifest's sha256 of the weights (layout-independent): a replay is the same
-    #: weights in other bytes. Added in schema version 2.
-    weights_sha256: Mapped[str | None] = mapped_column(String(64), index=True, default=None)
+    #: weights in other bytes. Added in schema version 2, unique since version 3 (the
+    #: database refuses the second of two identical uploads racing each other).
+    weights_sha256: Mapped[str | None] = mapped_column(
+        String(64), index=True, unique=True, default=None)
     #: The private table the client declared it trained on (``X-Threedgl-Table``);
     #: generators of one client on one table compose. Added in schema version 2.
     table: Mapped[str] = mapped_column(String(64), default="default", server_default="default")
