@@ -121,12 +121,16 @@ def test_cli_whole_flow(server: ServerProcess, tmp_path: Path) -> None:
     r = run_3dgl("admin", "federation", "show", FED, env=admin_env)
     assert r.returncode == 0 and "Clients" in r.stdout
 
-    r = run_3dgl("admin", "client", "token", FED, "b", env=admin_env)  # a lost token
+    r = run_3dgl("admin", "client", "rotate", FED, "b", env=admin_env)  # a lost token
     assert r.returncode == 0, r.stderr
     fresh = r.stdout.strip().splitlines()[-1]
     assert len(fresh) >= 40 and fresh != tokens["b"]
     r = run_3dgl("pool", "list", "--server", server.url, "--token", tokens["b"])
     assert r.returncode == 2 and "401" in r.stderr  # the old token no longer works
+    r = run_3dgl("admin", "client", "token", FED, "b", env=admin_env)  # the earlier name
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1] != fresh
+    fresh = r.stdout.strip().splitlines()[-1]
     r = run_3dgl("pool", "list", "--server", server.url, "--token", fresh)
     assert r.returncode == 0, r.stderr
 

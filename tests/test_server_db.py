@@ -8,11 +8,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from server_fixtures import postgres_database
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from server_fixtures import postgres_database
 from threedgl.server.db import (
     DB_SCHEMA_VERSION,
     init_database,

@@ -346,7 +346,7 @@ def test_an_upload_with_a_costly_prv_record_is_refused_within_bounds(tmp_path: P
                            accountant="prv", recorded_epsilon=500.0, delta=1e-5)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0 = time.process_time()
-    with pytest.raises(UploadRejected, match="points.*above the limit"):
+    with pytest.raises(UploadRejected, match=r"points.*above the limit"):
         validate_upload(data, Fed(max_epsilon=1000.0))
     assert time.process_time() - t0 < 2.0
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # KiB

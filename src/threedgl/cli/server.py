@@ -63,31 +63,12 @@ def serve(
     log_level: str = typer.Option("info", "--log-level", help="uvicorn log level."),
 ) -> None:
     """Run the Global Server (admin secret from THREEDGL_ADMIN_TOKEN)."""
-    from threedgl.server.config import load_settings
+    from threedgl.server.run import serve as run_server
 
     with user_errors():
-        settings = load_settings(env_file, db_url=db, storage=storage, dev=True if dev else None)
-        if not settings.db_url:
-            settings.storage.mkdir(parents=True, exist_ok=True)
-        from threedgl.server.app import create_app
-
-        app = create_app(settings)
-    import uvicorn
-    from sqlalchemy.engine import make_url
-
-    where = make_url(settings.database_url).render_as_string(hide_password=True)
-    console.print(
-        f"threedgl server on http://{host}:{port} (database {where})",
-        soft_wrap=True,
-        highlight=False,
-    )
-    if settings.admin_token_generated:
-        console.print(
-            f"dev mode: generated admin token: {settings.admin_secret}",
-            soft_wrap=True,
-            highlight=False,
-        )
-    uvicorn.run(app, host=host, port=port, log_level=log_level)
+        run_server(db=db, host=host, port=port, dev=dev, storage=storage, env_file=env_file,
+                   log_level=log_level,
+                   say=lambda line: console.print(line, soft_wrap=True, highlight=False))
 
 
 def _client(server: str, token: str | None, what: str, env: str):  # type: ignore[no-untyped-def]
@@ -187,8 +168,8 @@ def client_add(
                          f"'{created['federation']}'; its token (shown only once):")
 
 
-@client_app.command("token")
-def client_token(
+@client_app.command("rotate")
+def client_rotate(
     federation: str = typer.Argument(..., help="Federation name."),
     name: str = typer.Argument(..., help="Client name."),
     server: str = ServerOpt,
@@ -201,6 +182,10 @@ def client_token(
     _show_token(created, f"new token for client '{created['name']}' of federation "
                          f"'{created['federation']}' (shown only once; the old one no "
                          "longer works):")
+
+
+# The name this command had for one release; kept so that scripts written then still run.
+client_app.command("token", hidden=True)(client_rotate)
 
 
 def _show_token(created: dict[str, str], what: str) -> None:

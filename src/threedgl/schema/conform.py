@@ -3,27 +3,13 @@ column) and the missing-value policy."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 import pandas as pd
 
 from threedgl.errors import SchemaError
-
-if TYPE_CHECKING:
-    from threedgl.schema.schema import CategoricalColumn, NanPolicy, NumericColumn
+from threedgl.schema.columns import CategoricalColumn, NanPolicy, NumericColumn, _key
 
 __all__ = ["apply_nan_policy"]
-
-
-def _key(value: object) -> str:
-    """The string a category is matched by (so ``1``, ``"1"`` and ``1.0`` match)."""
-    if isinstance(value, (bool, np.bool_)):
-        return "True" if value else "False"
-    if isinstance(value, (float, np.floating)) and float(value).is_integer():
-        return str(int(value))
-    return str(value)
-
 
 
 def apply_nan_policy(table: pd.DataFrame, nan_policy: NanPolicy = "error") -> pd.DataFrame:

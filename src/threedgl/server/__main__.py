@@ -1,15 +1,38 @@
-"""``python -m threedgl.server``: the same as ``3dgl server``."""
+"""``python -m threedgl.server``: the same server as ``3dgl server``, with the same options."""
 
 from __future__ import annotations
 
-import typer
+import argparse
+import sys
+from pathlib import Path
 
-from threedgl.cli.server import serve
+from threedgl.errors import ThreedglError
+from threedgl.server.run import serve
 
 
-def main() -> None:
-    typer.run(serve)
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m threedgl.server",
+                                     description="Run the threedgl Global Server.")
+    parser.add_argument("--db", help="database URL (default: SQLite in --storage; env "
+                        "THREEDGL_DB_URL), e.g. postgresql+psycopg://user@host/db")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=int, default=8000, choices=range(65536),
+                        metavar="PORT", help="port to listen on (0-65535)")
+    parser.add_argument("--dev", action="store_true",
+                        help="development mode: generate and print an admin token if none is set")
+    parser.add_argument("--storage", type=Path, help="directory of the default SQLite database")
+    parser.add_argument("--env-file", type=Path, help="settings file of THREEDGL_* variables")
+    parser.add_argument("--log-level", default="info", help="uvicorn log level")
+    args = parser.parse_args(argv)
+    try:
+        serve(db=args.db, host=args.host, port=args.port, dev=args.dev, storage=args.storage,
+              env_file=args.env_file, log_level=args.log_level,
+              say=lambda line: print(line, flush=True))
+    except ThreedglError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
