@@ -74,6 +74,8 @@ class Report:
     invalid: collections.Counter[str] = field(default_factory=collections.Counter)
     examples: dict[str, str] = field(default_factory=dict)
     slowest: float = 0.0
+    baseline_rss_mb: float = 0.0
+    rss_steps: dict[str, float] = field(default_factory=dict)  # mutation -> largest growth
 
     def defects(self) -> int:
         return self.counts["crash"] + self.counts["hang"] + self.counts["invalid accepted"]
@@ -148,7 +150,9 @@ def set_raw(manifest: dict[str, Any], path: tuple[Any, ...], raw: str | None) ->
 def mutate(data: bytes, rng: np.random.Generator) -> tuple[str, bytes]:
     """One mutant of ``data`` and the name of the mutation."""
     header, manifest, body = split(data)
-    kind = int(rng.integers(0, 10))
+    kind = int(rng.integers(0, 12))
+    if kind >= 10:  # the defects of issue 20 (hardening 2), each with variations
+        return issue20_mutant(data, rng)
     if kind == 0:  # flip bytes anywhere
         buf = bytearray(data)
         for _ in range(int(rng.integers(1, 9))):
@@ -197,6 +201,74 @@ def mutate(data: bytes, rng: np.random.Generator) -> tuple[str, bytes]:
     raw = HOSTILE_VALUES[int(rng.integers(0, len(HOSTILE_VALUES)))]
     return f"manifest {'/'.join(map(str, path[:3]))}", join(
         header, set_raw(manifest, path, raw), body)
+
+
+#: Tensor-name prefixes that once passed ``isdigit()`` and then failed ``int()``, or
+#: aliased another index (issue 20, item 1).
+HOSTILE_INDICES = ("\u00b2", "1" * 5000, "00", "01", "-1", "\u2163", "\uff11", "1_0", " 1")
+
+
+def issue20_mutant(data: bytes, rng: np.random.Generator) -> tuple[str, bytes]:
+    """A mutant of one of the defects issue 20 found (each refused since)."""
+    header, manifest, body = split(data)
+    choice = int(rng.integers(0, 7))
+    if choice == 0:  # a class index outside the grammar, the weights re-hashed
+        from safetensors.numpy import load, save
+
+        from threedgl.artifact.format import weights_sha256
+
+        tensors = dict(load(data))
+        names = [k for k in sorted(tensors) if k.startswith("class")]
+        if not names:
+            return "issue 20: tensor name (none)", data
+        name = names[int(rng.integers(0, len(names)))]
+        index = HOSTILE_INDICES[int(rng.integers(0, len(HOSTILE_INDICES)))]
+        rest = name.split(".", 1)[1] if "." in name else "a"
+        tensors[f"class{index}.{rest}"] = tensors.pop(name)
+        manifest["weights_sha256"] = weights_sha256(tensors)
+        return "issue 20: tensor name", save(
+            tensors, metadata={"threedgl.manifest": json.dumps(manifest)})
+    models = manifest["models"]
+    if choice == 1:  # a costly PRV record inside every documented bound (item 4)
+        sigma = float(rng.choice([0.5, 0.8, 1.0, 1.28, 2.0]))
+        q = float(rng.choice([0.01, 0.08, 0.5, 1.0]))
+        steps = int(rng.choice([100, 1000, 10_000]))
+        for i, m in enumerate(models):
+            m["privacy"] = {"noise_multiplier": sigma, "sample_rate": q, "steps": steps,
+                            "max_grad_norm": 1.0 + i, "accountant": "prv", "delta": 1e-5,
+                            "epsilon": float(rng.choice([0.5, 5.0, 1000.0]))}
+        what = "costly prv record"
+    elif choice == 2:  # many class models (item 5)
+        copies = int(rng.choice([3, 10, 100, 500]))
+        template = models[0]
+        manifest["models"] = [
+            {**template, "privacy": {**template["privacy"], "max_grad_norm": 1.0 + i}}
+            for i in range(copies)]
+        what = f"{copies} class models"
+    elif choice == 3:  # the sampling fields that once overflowed (item 2)
+        training = manifest.setdefault("training", {})
+        key = str(rng.choice(["batch_size", "epochs"]))
+        training[key] = float(rng.choice([1e-320, 0.5, 2.5, 1e300, -1.0, 5e-324]))
+        what = f"training {key}"
+    elif choice == 4:  # models in another order, or labels swapped (item 9)
+        if len(models) > 1 and rng.random() < 0.5:
+            manifest["models"] = models[::-1]
+            what = "models reversed"
+        elif len(models) > 1:
+            models[0]["label"], models[1]["label"] = models[1]["label"], models[0]["label"]
+            what = "labels swapped"
+        else:
+            what = "models (one)"
+    elif choice == 5:  # a header of tiny JSON containers (item 7)
+        count = int(rng.choice([1_000, 250_000, 1_000_000]))
+        text = json.dumps(manifest)[:-1] + ', "extra": [' + ",".join(["[]"] * count) + "]}"
+        return f"issue 20: {count} tiny containers", join(header, text, body)
+    else:  # the statement's claim forged (issue 19's statement check)
+        privacy = manifest.get("privacy")
+        if isinstance(privacy, dict):
+            privacy["epsilon"] = 0.01
+        what = "statement epsilon"
+    return f"issue 20: {what}", join(header, json.dumps(manifest), body)
 
 
 def rehashed_tensors(data: bytes, rng: np.random.Generator) -> bytes:
@@ -287,7 +359,7 @@ def check(data: bytes, policy: Policy, timeout: float) -> tuple[str, str]:
     from threedgl.server.validation import validate_upload
 
     outcome, detail = "refused", ""
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     try:
         with time_limit(timeout), warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -313,7 +385,7 @@ def check(data: bytes, policy: Policy, timeout: float) -> tuple[str, str]:
     except Exception as exc:  # a defect: not the project's own error
         return "crash", type(exc).__name__ + ": " + str(exc)[:120]
     finally:
-        check.last_seconds = time.perf_counter() - t0  # type: ignore[attr-defined]
+        check.last_seconds = time.process_time() - t0  # type: ignore[attr-defined]
     return outcome, detail
 
 
@@ -326,6 +398,8 @@ def fuzz(n: int, seed: int, timeout: float = 10.0, progress: Callable[[int], Non
     with tempfile.TemporaryDirectory() as tmp:
         seeds, schema = seed_files(Path(tmp))
     policy = Policy(name="fuzz", schema=schema)
+    check(seeds[0], policy, timeout)  # warm: imports and caches are not a mutant's cost
+    report.baseline_rss_mb = _peak_rss_mb()
     for i in range(n):
         base = seeds[int(rng.integers(0, len(seeds)))]
         name, data = mutate(base, rng)
@@ -333,7 +407,12 @@ def fuzz(n: int, seed: int, timeout: float = 10.0, progress: Callable[[int], Non
             with contextlib.suppress(Exception):
                 name2, data = mutate(data, rng)
                 name = f"{name} + {name2}"
+        before = _peak_rss_mb()
         outcome, detail = check(data, policy, timeout)
+        grown = _peak_rss_mb() - before
+        if grown > 1:
+            key = name.split(" + ")[0].split("/")[0]
+            report.rss_steps[key] = max(report.rss_steps.get(key, 0.0), grown)
         report.slowest = max(report.slowest, check.last_seconds)  # type: ignore[attr-defined]
         report.counts[outcome] += 1
         if outcome == "crash":
@@ -389,6 +468,12 @@ def over_http(mutants: list[bytes], schema: dict[str, Any]) -> dict[str, dict[st
     return out
 
 
+def _peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mutants", type=int, default=10_000)
@@ -408,7 +493,10 @@ def main(argv: list[str] | None = None) -> int:
         "mutants": args.mutants,
         "seed": args.seed,
         "seconds": round(time.perf_counter() - t0, 1),
-        "slowest_mutant_seconds": round(report.slowest, 2),
+        "slowest_mutant_cpu_seconds": round(report.slowest, 2),
+        "peak_rss_growth_mb": round(_peak_rss_mb() - report.baseline_rss_mb),
+        "largest_rss_steps_mb": {k: round(v) for k, v in sorted(
+            report.rss_steps.items(), key=lambda kv: -kv[1])[:5]},
         "outcomes": dict(report.counts),
         "crashes": dict(report.crashes),
         "invalid_accepted": dict(report.invalid),

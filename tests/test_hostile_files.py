@@ -288,6 +288,26 @@ def test_a_header_of_tiny_json_containers_is_refused_before_it_is_built() -> Non
     with pytest.raises(ArtifactError, match="300002 JSON objects and arrays, above the limit"):
         read_artifact_bytes(data)
     assert strict_json('{"a": "[[[{{{", "b": [1, {}]}', "x") == {"a": "[[[{{{", "b": [1, {}]}
+    assert strict_json(r'{"a": "q\"[\\", "b": []}', "x") == {"a": 'q"[\\', "b": []}
+
+
+def test_counting_the_containers_of_a_long_string_costs_its_size() -> None:
+    """The manifest travels as one escaped string inside the header: counting brackets
+    outside strings once kept a regex backtracking frame per character (376 MB for a
+    3 MB string, found by the fuzzer's issue-20 mutations)."""
+    import tracemalloc
+
+    inner = json.dumps({"extra": [[]] * 1_000_000, "s": 'a"b'})
+    header = json.dumps({"__metadata__": {"threedgl.manifest": inner}})
+    tracemalloc.start()
+    try:
+        assert strict_json(header, "the header")["__metadata__"]["threedgl.manifest"] == inner
+        with pytest.raises(ArtifactError, match="1000002 JSON objects and arrays"):
+            strict_json(inner, "the manifest")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 10 * len(header)
 
 
 def test_prv_records_are_verified_within_a_bounded_cost(tmp_path: Path) -> None:
