@@ -358,9 +358,8 @@ def check(data: bytes, policy: Policy, timeout: float) -> tuple[str, str]:
     """(outcome, detail) of one mutant through the loader, the validity oracle and the server."""
     from threedgl.errors import ThreedglError
     from threedgl.model.registry import load_generator_bytes
-    from threedgl.server.validation import validate_upload
-
     from threedgl.privacy.record import _recompute
+    from threedgl.server.validation import validate_upload
 
     outcome, detail = "refused", ""
     check.last_upload = 0.0  # type: ignore[attr-defined]

@@ -146,6 +146,9 @@ def simulate(
         title=f"{result.dataset}: averages over {clients} clients, split {spec}, ε = {eps_text}, "
               f"{seeds} seed(s), {engine} engine (gains in points over local-only data)",
     ))
+    for nogen in result.without_generator:
+        warn(f"seed {nogen['seed']}, client {nogen['client']}: no generator, local-only "
+             f"scores and no pool ({nogen['reason']})")
     for w in result.warnings[:5]:
         warn(w)
     if len(result.warnings) > 5:

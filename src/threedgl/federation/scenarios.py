@@ -314,6 +314,30 @@ def sample_class_mix(
     return best[1]
 
 
+def evaluate_local_only(
+    client_df: pd.DataFrame,
+    test_df: pd.DataFrame,
+    schema: Schema,
+    positive_label: Any,
+    options: EvaluationOptions,
+    random_state: int,
+) -> dict[str, dict[str, float]]:
+    """The scenarios of a participant without a generator (it could not train, or its
+    generator was refused): its own data's scores (``local_cv``, ``local_test``, as
+    :func:`evaluate_client` computes them) and NaN for every scenario that needs a pool or
+    a generator of its own (no pool under contribute-to-access)."""
+    s_cv = np.random.SeedSequence(random_state).generate_state(4)[3]
+    folds = cv_splits(client_df[schema.target], options.cv_folds, int(s_cv))
+    nan = {**{m: math.nan for m in METRICS}, "synthetic_rows": 0}
+    out: dict[str, dict[str, float]] = {s: dict(nan) for s in SCENARIOS if s != "centralized"}
+    out["local_cv"] = {**_cv_scores(client_df, folds, schema, positive_label),
+                       "synthetic_rows": 0}
+    out["local_test"] = {**_scores(utility_scores(client_df, test_df, schema,
+                                                  positive_label=positive_label)),
+                         "synthetic_rows": 0}
+    return out
+
+
 def evaluate_client(
     client_df: pd.DataFrame,
     test_df: pd.DataFrame,
