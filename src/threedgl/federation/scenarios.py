@@ -102,6 +102,9 @@ class EvaluationOptions:
     #: sweep scores better on the client's own rows is kept (as Table II does on the train
     #: split; the test set is never read).
     class_mix: str = "select"
+    #: How the pool splits a class between the generators that model it: "rows" (by the
+    #: rows each released for it) or "equal" (the paper's pool); :mod:`threedgl.pool.shares`.
+    pool_weighting: str = "rows"
 
     def pool_rows(self, fold_rows: int) -> int:
         """Synthetic rows each client samples once: ``pool_factor × fold`` within bounds."""
@@ -114,6 +117,9 @@ class EvaluationOptions:
             raise ThreedglError(
                 f"class_mix must be one of {list(CLASS_MIXES)}, got {self.class_mix!r}"
             )
+        if self.pool_weighting not in ("rows", "equal"):
+            raise ThreedglError(
+                f"pool_weighting must be 'rows' or 'equal', got {self.pool_weighting!r}")
         for name in ("start", "patience", "pool_factor", "pool_min_rows", "pool_max_rows"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:

@@ -169,7 +169,8 @@ def evaluate_artifacts(
         if own is None:
             return evaluate_local_only(fold, test, schema, positive_label, options,
                                        random_state)
-        generators = GeneratorsPool(load_generator_bytes(a) for a in pool)
+        generators = GeneratorsPool((load_generator_bytes(a) for a in pool),
+                                    weighting=options.pool_weighting)
         own_generator = load_generator_bytes(own)
         return evaluate_client(
             fold, test, generators, own_generator, schema, positive_label, options, random_state
