@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from threedgl.markdown import markdown_table
+
 
 def main(argv: list[str] | None = None) -> int:
     from threedgl import datasets
@@ -92,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     table = pd.DataFrame(rows)
     mean = table.groupby(["dataset", "split", "sampling"]).mean(numeric_only=True).drop(
         columns=["seed", "seconds"]).round(3)
-    print(mean.to_markdown())
+    print(markdown_table(mean.reset_index(), floatfmt="{:.3f}"))
     return 0
 
 

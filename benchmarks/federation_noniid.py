@@ -32,6 +32,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from threedgl.markdown import markdown_table
+
 FIELDS = ["dataset", "split", "clients", "seed", "generator", "weighting", "without_generator",
           "local_acc", "local_f1", "fold_test_acc", "fold_test_f1", "rpp_acc",
           "central_acc", "central_f1", "seconds"]
@@ -109,7 +111,7 @@ def report(path: Path) -> None:
         local=("local_acc", "mean"), fold_test=("fold_test_acc", "mean"),
         fold_test_f1=("fold_test_f1", "mean"), own_plus_pool=("rpp_acc", "mean"),
         central=("central_acc", "mean")).round(2).reset_index()
-    print(table.to_markdown(index=False))
+    print(markdown_table(table))
     print()
     ours = frame[(frame.generator == "ddp-betavae") & (frame.weighting == "rows")]
     marg = frame[(frame.generator == "dp-marginals") & (frame.weighting == "rows")]
