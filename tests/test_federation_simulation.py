@@ -319,3 +319,25 @@ def test_a_client_that_cannot_judge_takes_every_pool_row() -> None:
                                       EvaluationOptions())
     released = pool.sample(1000, balanced=False, random_state=1)[ds.target].value_counts()
     assert table[ds.target].value_counts().to_dict() == released.to_dict()
+
+
+def test_a_skewed_clients_selection_rows_follow_the_federations_mix() -> None:
+    ds = datasets.load("titanic")
+    frame = ds.frame.sample(frac=1.0, random_state=1)
+    skewed = pd.concat([frame[frame[ds.target] == "0"].iloc[:90],
+                        frame[frame[ds.target] == "1"].iloc[:10]])
+    shifted = scen_mod.shift_to_mix(skewed, {"0": 0.5, "1": 0.5}, ds.schema, 0)
+    assert shifted[ds.target].value_counts().to_dict() == {"0": 50, "1": 50}
+    assert set(shifted.index) <= set(skewed.index)  # its own rows, reweighted
+    # a client within 0.1 of the federation's mix keeps its rows; an unknown mix too
+    near = scen_mod.shift_to_mix(skewed, {"0": 0.85, "1": 0.15}, ds.schema, 0)
+    assert near is skewed
+    assert scen_mod.shift_to_mix(skewed, {}, ds.schema, 0) is skewed
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gens = [DPMarginals(random_state=i).fit(part, target=ds.target, schema=ds.schema)
+                for i, part in enumerate((frame.iloc[:300], frame.iloc[300:700]))]
+    mix = scen_mod.released_mix(GeneratorsPool(gens), ds.schema)
+    assert set(mix) == {"0", "1"} and abs(sum(mix.values()) - 1) < 1e-12
+    released = sum(g.class_rows_[0] for g in gens) / sum(sum(g.class_rows_) for g in gens)
+    assert mix["0"] == pytest.approx(released)

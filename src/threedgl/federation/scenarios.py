@@ -22,7 +22,11 @@ scenario            what                                                   basel
 **Label skew.** A client whose own rows hold fewer than ``MIN_JUDGE_ROWS`` (10) rows of
 some class cannot rank classifiers on that class: its sweeps' choice is replaced by every
 pool row it sampled, and its class mix is the released one (the federation's, as the
-pool releases it) rather than one chosen on its rows. Nothing reads the test set.
+pool releases it) rather than one chosen on its rows. A client whose class mix is further
+than ``MAX_MIX_SHIFT`` (0.1, total variation) from the federation's released mix chooses
+on its rows resampled within each class to that mix (a label-shift correction: its own
+skew would otherwise decide the pool's size and class mix); Fold-Fold and the local
+baselines still score its rows as they are. Nothing reads the test set.
 
 The cross-validation uses 10 stratified folds (``cv_folds``), fewer — down to 2 — when the
 client's smallest class has fewer rows, so that every validation fold can hold every
@@ -145,6 +149,9 @@ CLASS_MIXES = ("select", "balanced", "released")
 #: of the size its rows would pick, and the released class mix (the federation's, as the
 #: pool releases it) instead of choosing one on its rows. The test set plays no part.
 MIN_JUDGE_ROWS = 10
+#: A client's class mix further than this (total variation) from the federation's
+#: released one is shifted to it before it chooses (:func:`shift_to_mix`).
+MAX_MIX_SHIFT = 0.1
 
 
 def can_judge(client_df: pd.DataFrame, schema: Schema) -> bool:
@@ -156,6 +163,41 @@ def can_judge(client_df: pd.DataFrame, schema: Schema) -> bool:
 def _all_rows(sweep: SweepResult, table: pd.DataFrame) -> SweepResult:
     """``sweep`` with every row of ``table`` chosen (a client that cannot judge)."""
     return replace(sweep, best_size=len(table), best_score=math.nan)
+
+
+def released_mix(pool: Any, schema: Schema) -> dict[str, float]:
+    """The federation's class mix as the pool releases it: per class label (as text), its
+    share of the rows the pool's generators released (public, DP in the default mode)."""
+    totals: dict[str, float] = {}
+    for g in getattr(pool, "generators", [pool]):
+        for label, rows in zip(g.labels_, g.class_rows_, strict=True):
+            if rows > 0:
+                totals[str(label)] = totals.get(str(label), 0.0) + float(rows)
+    whole = sum(totals.values())
+    return {k: v / whole for k, v in totals.items()} if whole > 0 else {}
+
+
+def shift_to_mix(client_df: pd.DataFrame, mix: dict[str, float], schema: Schema,
+                 random_state: int) -> pd.DataFrame:
+    """The client's rows resampled (with replacement, within each class) to the class mix
+    ``mix``: its selection set corrected for label shift. Under label skew a client's own
+    class mix is not the federation's, and choosing a pool size or class mix by accuracy on
+    its own rows would fit its skew; its rows of each class are kept, their weights follow
+    the federation's released mix (classes it does not hold cannot be added). With the
+    federation's mix (stratified clients) it is a bootstrap of its own rows' mix."""
+    y = client_df[schema.target].astype(str).to_numpy()
+    present = [label for label in mix if (y == label).any()]
+    own = {label: float((y == label).mean()) for label in set(y) | set(mix)}
+    shift = 0.5 * sum(abs(own.get(k, 0.0) - mix.get(k, 0.0)) for k in own)
+    if not present or shift <= MAX_MIX_SHIFT:
+        return client_df
+    from threedgl.apportion import class_counts
+
+    rng = np.random.default_rng(random_state)
+    sizes = class_counts(len(client_df), [mix[label] for label in present])
+    picks = [rng.choice(np.flatnonzero(y == label), size=k, replace=True)
+             for label, k in zip(present, sizes, strict=True) if k]
+    return client_df.iloc[np.sort(np.concatenate(picks))]
 
 # -- per-client evaluation ---------------------------------------------------------------------------
 Scores = dict[str, float]
@@ -223,10 +265,15 @@ def select_on_own_data(
     positive_label: Any,
     options: EvaluationOptions,
     random_state: int,
+    selection_df: pd.DataFrame | None = None,
 ) -> OwnSelection:
     """Every choice a client makes from its own data only (this function never sees the
     test set): the Fold-Fold / Fold-Test size, the own-generator size, the number of pool
-    rows to add to its own rows, and the local cross-validation baseline."""
+    rows to add to its own rows, and the local cross-validation baseline. The sizes are
+    chosen on ``selection_df`` (default: its rows as they are; :func:`evaluate_client`
+    passes them shifted to the federation's class mix, :func:`shift_to_mix`)."""
+    if selection_df is None:
+        selection_df = client_df
     sweep_kw: dict[str, Any] = {
         "start": options.start,
         "growth": options.growth,
@@ -236,7 +283,7 @@ def select_on_own_data(
     }
     folds = cv_splits(client_df[schema.target], options.cv_folds, random_state)
     local_cv = _cv_scores(client_df, folds, schema, positive_label)
-    pool_sweep = size_sweep(pool_synthetic, client_df, schema, **sweep_kw)
+    pool_sweep = size_sweep(pool_synthetic, selection_df, schema, **sweep_kw)
     judge = can_judge(client_df, schema)
     if not judge:
         pool_sweep = _all_rows(pool_sweep, pool_synthetic)
@@ -244,7 +291,7 @@ def select_on_own_data(
         utility_scores(pool_sweep.best_prefix(pool_synthetic), client_df, schema,
                        positive_label=positive_label)
     )
-    own_sweep = size_sweep(own_synthetic, client_df, schema, **sweep_kw)
+    own_sweep = size_sweep(own_synthetic, selection_df, schema, **sweep_kw)
     if not judge:
         own_sweep = _all_rows(own_sweep, own_synthetic)
 
@@ -325,10 +372,13 @@ def sample_class_mix(
     schema: Schema,
     positive_label: Any,
     options: EvaluationOptions,
+    selection_df: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """``n`` rows of ``generator`` (a pool or a generator), classes interleaved, in the class
     mix of ``options.class_mix`` ("select": the mix whose size sweep scores better on the
-    client's own rows; never the test set)."""
+    client's own rows, or ``selection_df``; never the test set)."""
+    if selection_df is None:
+        selection_df = client_df
     mixes = ("balanced", "released") if options.class_mix == "select" else (options.class_mix,)
     if options.class_mix == "select" and not can_judge(client_df, schema):
         mixes = ("released",)  # its rows cannot choose: the federation's released mix
@@ -340,7 +390,8 @@ def sample_class_mix(
         )
         if len(mixes) == 1:
             return table
-        score = size_sweep(table, client_df, schema, start=options.start, growth=options.growth,
+        score = size_sweep(table, selection_df, schema, start=options.start,
+                           growth=options.growth,
                            patience=options.patience, metric=options.metric,
                            positive_label=positive_label).best_score
         if best is None or score > best[0]:
@@ -390,13 +441,14 @@ def evaluate_client(
     scenario but ``centralized`` (the same for all clients; :func:`simulate` adds it).
     """
     n = options.pool_rows(len(client_df))
-    s_pool, s_own, s_order, s_cv = np.random.SeedSequence(random_state).generate_state(4)
+    s_pool, s_own, s_order, s_cv, s_shift = np.random.SeedSequence(random_state).generate_state(5)
+    shifted = shift_to_mix(client_df, released_mix(pool, schema), schema, int(s_shift))
     pool_syn = sample_class_mix(pool, n, int(s_pool), int(s_order), client_df, schema,
-                                positive_label, options)
+                                positive_label, options, shifted)
     own_syn = sample_class_mix(own, n, int(s_own), int(s_order), client_df, schema,
-                               positive_label, options)
+                               positive_label, options, shifted)
     selection = select_on_own_data(
-        client_df, pool_syn, own_syn, schema, positive_label, options, int(s_cv)
+        client_df, pool_syn, own_syn, schema, positive_label, options, int(s_cv), shifted
     )
     out = score_on_test(
         selection, client_df, pool_syn, own_syn, test_df, schema, positive_label, options
