@@ -341,3 +341,24 @@ def test_a_skewed_clients_selection_rows_follow_the_federations_mix() -> None:
     assert set(mix) == {"0", "1"} and abs(sum(mix.values()) - 1) < 1e-12
     released = sum(g.class_rows_[0] for g in gens) / sum(sum(g.class_rows_) for g in gens)
     assert mix["0"] == pytest.approx(released)
+
+
+def test_cross_validation_encodes_once_and_scores_as_utility_scores_does() -> None:
+    """The CV helper encodes each table once; its scores are utility_scores' per fold."""
+    from threedgl.evaluation import utility_scores
+
+    ds = datasets.load("titanic")
+    frame = ds.frame.sample(200, random_state=3)
+    extra = ds.frame.sample(150, random_state=4)
+    folds = scen_mod.cv_splits(frame[ds.target], 5, 0)
+    for more in (None, extra):
+        got = scen_mod._cv_scores(frame, folds, ds.schema, ds.positive_label, extra=more)
+        want: dict[str, list[float]] = {m: [] for m in ("accuracy", "f1", "auc")}
+        for tr, va in folds:
+            train = frame.iloc[tr] if more is None else pd.concat([frame.iloc[tr], more])
+            s = utility_scores(train, frame.iloc[va], ds.schema,
+                               positive_label=ds.positive_label)
+            for m in want:
+                want[m].append(s[m])
+        for m, values in want.items():
+            assert got[m] == pytest.approx(sum(values) / len(values), abs=1e-12)

@@ -239,19 +239,47 @@ def cv_splits(y: Any, max_folds: int, random_state: int) -> list[tuple[np.ndarra
         return [(tr, va) for tr, va in skf.split(np.zeros(len(labels)), labels)]
 
 
+@dataclass(frozen=True)
+class _Encoded:
+    """A table encoded once for the evaluation's classifier (``X``, class codes ``y``)."""
+
+    X: np.ndarray
+    y: np.ndarray
+
+    @classmethod
+    def of(cls, df: pd.DataFrame, schema: Schema) -> _Encoded:
+        from threedgl.evaluation import EvaluationEncoder
+
+        X, y = EvaluationEncoder(schema).transform(df)
+        assert y is not None
+        return cls(X, y)
+
+
 def _cv_scores(
-    df: pd.DataFrame,
+    df: pd.DataFrame | _Encoded,
     folds: Sequence[tuple[np.ndarray, np.ndarray]],
     schema: Schema,
     positive_label: Any,
-    extra: pd.DataFrame | None = None,
+    extra: pd.DataFrame | _Encoded | None = None,
 ) -> Scores:
+    """Per-fold scores of logistic regression trained on the fold's rows (plus ``extra``,
+    e.g. pool rows) and scored on its validation rows, averaged. The tables are encoded
+    once (as :func:`~threedgl.evaluation.utility_scores` encodes them; the rows are the
+    same, so are the scores), not once per fold."""
+    from threedgl.evaluation.utility import fit_and_score, positive_index
+
+    table = df if isinstance(df, _Encoded) else _Encoded.of(df, schema)
+    more = extra if isinstance(extra, _Encoded) or extra is None else (
+        _Encoded.of(extra, schema) if len(extra) else None)
+    k = len(schema.labels)
     per_fold: dict[str, list[float]] = {m: [] for m in METRICS}
     for tr, va in folds:
-        train = df.iloc[tr]
-        if extra is not None and len(extra):
-            train = pd.concat([train, extra], ignore_index=True)
-        s = utility_scores(train, df.iloc[va], schema, positive_label=positive_label)
+        X_train, y_train = table.X[tr], table.y[tr]
+        if more is not None and len(more.y):
+            X_train = np.concatenate([X_train, more.X])
+            y_train = np.concatenate([y_train, more.y])
+        s = fit_and_score(X_train, y_train, table.X[va], table.y[va], n_classes=k,
+                          pos=positive_index(schema, positive_label, y_train))
         for m in METRICS:
             per_fold[m].append(float(s[m]))
     return {m: _nanmean(v) for m, v in per_fold.items()}
@@ -296,10 +324,14 @@ def select_on_own_data(
         own_sweep = _all_rows(own_sweep, own_synthetic)
 
     rpp_folds = cv_splits(client_df[schema.target], options.rpp_cv_folds, random_state)
-    rpp_base = _cv_scores(client_df, rpp_folds, schema, positive_label)[options.metric]
+    own_rows = _Encoded.of(client_df, schema)
+    rpp_base = _cv_scores(own_rows, rpp_folds, schema, positive_label)[options.metric]
+    pool_rows = _Encoded.of(pool_synthetic, schema)  # every prefix is a slice of it
 
     def real_plus_pool_cv(prefix: pd.DataFrame, selection: pd.DataFrame) -> float:
-        return _cv_scores(selection, rpp_folds, schema, positive_label, extra=prefix)[options.metric]
+        n = len(prefix)
+        return _cv_scores(own_rows, rpp_folds, schema, positive_label,
+                          extra=_Encoded(pool_rows.X[:n], pool_rows.y[:n]))[options.metric]
 
     rpp_sweep = size_sweep(
         pool_synthetic, client_df, schema, **{**sweep_kw, "metric": real_plus_pool_cv}
