@@ -288,7 +288,7 @@ class BaseGenerator(BaseEstimator):  # type: ignore[misc]
         self._check_fitted()
         n = check_int("n", n, low=0, owner="sample")
         if balanced is None:
-            balanced = self._balanced_by_default()
+            balanced = self.balanced_by_default
         rng = _rng(random_state)
         if balanced and len(self.labels_) > 1:
             tiny = [(label, rows) for label, rows in zip(self.labels_, self.class_rows_,
@@ -304,8 +304,10 @@ class BaseGenerator(BaseEstimator):  # type: ignore[misc]
         frame = self.sample_classes(class_counts(int(n), weights), rng)
         return shuffle_rows(frame, rng)
 
-    def _balanced_by_default(self) -> bool:
-        """The class mix of :meth:`sample` when none is given (the paper's model: balanced)."""
+    @property
+    def balanced_by_default(self) -> bool:
+        """Whether :meth:`sample` balances classes when not told (the paper's model does;
+        the others follow their released class sizes)."""
         return False
 
     # -- artifact -------------------------------------------------------------------------

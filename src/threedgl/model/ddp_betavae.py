@@ -307,7 +307,8 @@ class DDPBetaVAE(BaseGenerator):
             rows[k] = trained.noisy_rows[i]
         return records, rows
 
-    def _balanced_by_default(self) -> bool:
+    @property
+    def balanced_by_default(self) -> bool:
         return self.mode == "paper"  # the paper balances classes; the default mode follows
         # its released (noisy) class sizes
 

@@ -78,17 +78,18 @@ class GeneratorsPool:
         """The largest ε among members (each protects a different client's rows)."""
         return max(g.epsilon_ for g in self.generators)
 
-    def _released_rows(self) -> list[dict[Category | None, float]]:
+    def released_rows(self) -> list[dict[Category | None, float]]:
+        """Per generator, the rows it released for each class it models (its manifest's)."""
         return [dict(zip(g.labels_, g.class_rows_, strict=True)) for g in self.generators]
 
     def shares(self) -> list[dict[Category | None, float]]:
         """Per generator, its share of each class it models (:mod:`threedgl.pool.shares`)."""
-        return class_shares(self._released_rows(), self.labels, self.weighting)
+        return class_shares(self.released_rows(), self.labels, self.weighting)
 
     def allocation(self, n: int, balanced: bool = True) -> list[list[int]]:
         """Rows per generator and per class (in each generator's ``labels_`` order)."""
         n = check_int("n", n, low=0, owner="GeneratorsPool")
-        cells = allocate(int(n), self._released_rows(), self.labels, balanced=balanced,
+        cells = allocate(int(n), self.released_rows(), self.labels, balanced=balanced,
                          weighting=self.weighting)
         return [[cells[gi][label] for label in g.labels_]
                 for gi, g in enumerate(self.generators)]
@@ -107,7 +108,7 @@ class GeneratorsPool:
         else the released class sizes.
         """
         if balanced is None:
-            balanced = all(g._balanced_by_default() for g in self.generators)
+            balanced = all(g.balanced_by_default for g in self.generators)
         rng = random_generator(random_state)
         alloc = self.allocation(n, balanced)
         frames = [g.sample_classes(per_class, rng)
