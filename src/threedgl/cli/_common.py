@@ -21,6 +21,12 @@ from rich.table import Table
 
 from threedgl.errors import ThreedglError
 
+#: ``--encoding``: the text encoding of the CSV files a command reads.
+EncodingOpt = typer.Option(
+    None, "--encoding", help="Text encoding of the CSV file(s) (default utf-8), e.g. latin-1.",
+    show_default=False,
+)
+
 # Wide tables stay readable when the output is a file or a pipe (rich assumes 80 columns).
 console = Console(width=None if sys.stdout.isatty() else 220)
 err_console = Console(stderr=True)

@@ -13,7 +13,9 @@ import typer
 if TYPE_CHECKING:
     import pandas as pd
 
-from threedgl.cli._common import console, err_console, fail, frame_table, user_errors
+    from threedgl.schema.columns import NanPolicy
+
+from threedgl.cli._common import EncodingOpt, console, err_console, fail, frame_table, user_errors
 
 
 def evaluate(
@@ -25,6 +27,8 @@ def evaluate(
     seed: int = typer.Option(0, "--seed", help="Seed of sampling and models."),
     positive: str | None = typer.Option(None, "--positive", help="Positive class label for F1 (default: minority class of TRAIN)."),
     pool_size: int = typer.Option(20_000, "--pool-size", help="Synthetic rows sampled once for the size sweep."),
+    drop_missing: bool = typer.Option(False, "--drop-missing", help="Drop rows with missing values instead of failing."),
+    encoding: str | None = EncodingOpt,
 ) -> None:
     """Train on synthetic, test on real: utility, size sweep, discriminator, KLD, TLD, pairwise
     fidelity and the k-way marginal TVD (tvd_1way, tvd_2way, tvd_3way: lower is better)."""
@@ -41,8 +45,9 @@ def evaluate(
         schema = pool.schema
         if schema.target != target:
             fail(f"--target '{target}' is not the generators' class column ('{schema.target}')")
-        train_df = schema.validate(read_table(train))
-        test_df = schema.validate(read_table(test))
+        policy: NanPolicy = "drop" if drop_missing else "error"
+        train_df = schema.validate(read_table(train, encoding), nan_policy=policy)
+        test_df = schema.validate(read_table(test, encoding), nan_policy=policy)
         pos = None
         if positive is not None:
             matches = [lab for lab in schema.labels if str(lab) == positive]

@@ -397,6 +397,15 @@ def _warn_large_delta(delta: float, epsilon: float, labels: Sequence[Category | 
         )
 
 
+def announce_epochs(progress: ProgressCallback | None, kept: Sequence[int], epochs: int) -> None:
+    """Tell ``progress`` the epochs chosen for each trained class, if it has a
+    ``planned(class_index, epochs)`` method (the CLI's bars then show a known total)."""
+    planned = getattr(progress, "planned", None)
+    if planned is not None:
+        for k in kept:
+            planned(k, epochs)
+
+
 def reindexed(progress: ProgressCallback | None, kept: Sequence[int]) -> ProgressCallback | None:
     """``progress`` with the index of a trained stack's class mapped back to the schema's."""
     if progress is None:
