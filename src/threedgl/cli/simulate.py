@@ -40,7 +40,7 @@ def simulate(
     delta: float = typer.Option(1e-4, "--delta", "-d", help="Privacy parameter δ."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Output directory (default runs/simulate-<dataset>)."),
     workers: int | None = typer.Option(None, "--workers", "-w", help="Worker processes (default min(2, cores); 1 runs in-process)."),
-    epochs: int | None = typer.Option(None, "--epochs", help="Training epochs of each generator (default: the model's)."),
+    epochs: int | None = typer.Option(None, "--epochs", help="Training epochs of each generator (default: chosen automatically by the model)."),
     target: str | None = typer.Option(None, "--target", "-t", help="Class column (for a CSV/Parquet file)."),
     seed: int = typer.Option(0, "--seed", help="Random state of the whole simulation."),
     paper: bool = typer.Option(False, "--paper", help="Clients train the paper's DDP-βVAE (Table I for a bundled dataset) instead of the default model."),
@@ -49,7 +49,7 @@ def simulate(
     min_rows: int = typer.Option(10, "--min-rows", help="Dirichlet splits: every client gets at least this many rows."),
     server: str | None = typer.Option(None, "--server", envvar="THREEDGL_SERVER", show_default=False, help="Run through this Global Server (URL): a new federation per seed, clients publish and pull there (default: in memory)."),
     admin_token: str | None = typer.Option(None, "--admin-token", envvar="THREEDGL_ADMIN_TOKEN", show_default=False, help="The server's admin token (with --server)."),
-    engine: str = typer.Option("local", "--engine", help="local: our own process pool; flower: Flower's simulation runtime (Ray backend; pip install 'threedgl[flower]'), its ServerApp checking every generator as the Global Server does."),
+    engine: str = typer.Option("local", "--engine", help="local: our own process pool; flower: Flower's simulation runtime (Ray backend; pip install 'threedgl\\[flower]'), its ServerApp checking every generator as the Global Server does."),
 ) -> None:
     """Simulate a 3DGL federation: K clients train DP generators, pool them, and compare the
     paper's scenarios (Fold-Fold, Fold-Test, Test-Test) and more baselines with local-only data."""

@@ -119,8 +119,8 @@ def _refuse_numeric_looking(name: str, s: pd.Series, parsed: pd.Series) -> None:
         return
     is_number = pd.to_numeric(pd.Series(distinct), errors="coerce").notna().to_numpy()
     separated = [v for v in distinct if _THOUSANDS.match(v.strip())]
-    if is_number.mean() < NUMERIC_SHARE and not separated:
-        return
+    if (is_number.mean() < NUMERIC_SHARE or is_number.all()) and not separated:
+        return  # mostly words, or numbers held as text on purpose (codes): categorical
     others = [v for v, ok in zip(distinct, is_number, strict=True) if not ok]
     if separated:
         what = (f"holds numbers written with thousands separators, such as "
