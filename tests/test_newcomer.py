@@ -180,3 +180,42 @@ def test_help_text_shows_brackets_and_describes_arguments() -> None:
     r = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "200"})
     text = " ".join(r.output.split())
     assert "chosen automatically" in text
+
+
+def test_tables_fit_the_width_or_stack() -> None:
+    from io import StringIO
+
+    from rich.console import Console
+
+    from threedgl.cli._common import frame_table
+
+    wide = pd.DataFrame({"scenario": ["fold_fold", "local_test"],
+                         "what": ["Pool, Fold-Fold [Table IV Synth]" * 2, "Real, own data"],
+                         **{f"metric_{i}": [1.5, 2.25] for i in range(8)}})
+    narrow = wide[["scenario", "metric_0"]]
+    for df, stacked in ((wide, True), (narrow, False)):
+        out = StringIO()
+        Console(file=out, width=80).print(frame_table(df, title="t"))
+        lines = out.getvalue().splitlines()
+        assert max(len(ln) for ln in lines) <= 80
+        assert ("┃" not in out.getvalue()) is stacked
+        assert "fold_fold" in out.getvalue() and "2.25" in out.getvalue()
+        assert ("metric_7=2.25" in out.getvalue()) is stacked
+
+
+def test_inspect_fits_100_columns_in_a_log(titanic_file: Path) -> None:
+    r = runner.invoke(app, ["inspect", str(titanic_file)])
+    assert r.exit_code == 0, r.output
+    assert max(len(ln) for ln in r.stdout.splitlines()) <= 100
+
+
+def test_clipped_values_are_warned_about_in_train(small: tuple[Path, Path],
+                                                   tmp_path: Path) -> None:
+    data, schema = small
+    df = pd.read_csv(data)
+    df.loc[3, "age"] = 150
+    df.to_csv(data, index=False)
+    r = run("train", data, "-t", "survived", "-o", tmp_path / "a.3dgl", "--schema", schema,
+            "--generator", "dp-marginals")
+    assert r.exit_code == 0, r.output
+    assert "clipped to them in column(s) 'age'" in " ".join(r.stderr.split())

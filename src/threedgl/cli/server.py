@@ -246,8 +246,8 @@ def pool_list(server: str = ServerOpt, token: str | None = TokenOpt) -> None:
             "epsilon": float(e["epsilon"]),
             "delta": f"{e['delta']:.3g}",
             "bytes": e["size"],
-            "sha256": e["sha256"][:16],
-            "uploaded": e["uploaded_at"][:19],
+            "sha256": e["sha256"][:12],
+            "uploaded": e["uploaded_at"][:16].replace("T", " "),
         }
         for e in entries
     ]

@@ -134,18 +134,21 @@ def simulate(
     elapsed = time.perf_counter() - started
     per_client = result.per_client()
     per_client = per_client[["client", "scenario", "accuracy", "f1", "auc", "synthetic_rows", "client_rows"]]
-    console.print(frame_table(per_client, title="Per client (%, mean over seeds)"))
+    console.print(frame_table(per_client.rename(columns=SHORT), title="Per client (%, mean over seeds)"))
     summary = result.summary().reset_index()
-    summary.insert(1, "what", [SCENARIO_TITLES[s] for s in summary["scenario"]])
-    cols = ["scenario", "what", "accuracy", "f1", "auc", "accuracy_gain", "f1_gain", "auc_gain"]
+    cols = ["scenario", "accuracy", "f1", "auc", "accuracy_gain", "f1_gain", "auc_gain"]
     if seeds > 1:
-        cols[5:5] = ["accuracy_std", "f1_std", "auc_std"]
+        cols[4:4] = ["accuracy_std", "f1_std", "auc_std"]
     eps_text = "inf (NOT private)" if math.isinf(epsilon) else f"{epsilon:g}"
     console.print(frame_table(
-        summary[cols],
+        summary[cols].rename(columns=SHORT),
         title=f"{result.dataset}: averages over {clients} clients, split {spec}, ε = {eps_text}, "
-              f"{seeds} seed(s), {engine} engine (gains in points over local-only data)",
+              f"{seeds} seed(s), {engine} engine (%; Δ: points over local-only data)",
     ))
+    width = max(len(str(s)) for s in summary["scenario"])
+    for scenario in summary["scenario"]:  # what each scenario is, below the table (80 columns)
+        console.print(f"  {scenario:<{width}}  {SCENARIO_TITLES[scenario]}", highlight=False,
+                      soft_wrap=True)
     for w in result.warnings[:5]:
         warn(w)
     if len(result.warnings) > 5:
@@ -156,6 +159,12 @@ def simulate(
             soft_wrap=True, highlight=False,
         )
     console.print(f"wrote {', '.join(str(p) for p in paths.values())} in {elapsed:.0f} s")
+
+
+#: Shorter headers for the terminal (the CSV and JSON files keep the full names).
+SHORT = {"accuracy": "acc", "accuracy_gain": "Δacc", "f1_gain": "Δf1", "auc_gain": "Δauc",
+         "accuracy_std": "±acc", "f1_std": "±f1", "auc_std": "±auc",
+         "synthetic_rows": "synthetic rows", "client_rows": "own rows"}
 
 
 def register(app: typer.Typer) -> None:
