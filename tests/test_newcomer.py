@@ -3,6 +3,7 @@ text and output files, through the real ``3dgl`` commands on real files."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import stat
@@ -219,3 +220,22 @@ def test_clipped_values_are_warned_about_in_train(small: tuple[Path, Path],
             "--generator", "dp-marginals")
     assert r.exit_code == 0, r.output
     assert "clipped to them in column(s) 'age'" in " ".join(r.stderr.split())
+
+
+def test_sweep_plot_labels_do_not_touch() -> None:
+    from threedgl.evaluation.plotting import size_ticks
+
+    ticks = size_ticks([100 * k for k in range(1, 11)] + [20_000])
+    assert ticks[-1] == 20_000 and len(ticks) <= 6
+    assert all(b / a >= 1.5 for a, b in itertools.pairwise(ticks))
+
+
+def test_one_seed_shows_no_spread_and_one_dataset_no_other_rows() -> None:
+    from threedgl.experiments.tables import table_ii
+
+    rows = [{"dataset": "titanic", "model": "logreg", "source": source, "seed": 0,
+             "accuracy": 0.7, "f1": 0.6, "auc": 0.8, "synthetic_size": 500, "balance": "balanced"}
+            for source in ("Real", "DDP-βVAE (ours, ε=1.9)")]
+    table = table_ii(pd.DataFrame(rows))
+    assert set(table["dataset"]) == {"titanic"}
+    assert not any("±" in str(v) for v in table.to_numpy().ravel())
