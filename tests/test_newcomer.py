@@ -239,3 +239,13 @@ def test_one_seed_shows_no_spread_and_one_dataset_no_other_rows() -> None:
     table = table_ii(pd.DataFrame(rows))
     assert set(table["dataset"]) == {"titanic"}
     assert not any("±" in str(v) for v in table.to_numpy().ravel())
+
+
+def test_fit_takes_a_schema_file(tmp_path: Path, small: tuple[Path, Path]) -> None:
+    from threedgl import DPMarginals
+
+    data, schema_path = small
+    df = pd.read_csv(data)
+    by_path = DPMarginals(random_state=0).fit(df, schema=str(schema_path), ledger=False)
+    by_value = DPMarginals(random_state=0).fit(df, schema=Schema.read(schema_path), ledger=False)
+    assert by_path.schema_ == by_value.schema_ == Schema.read(schema_path)
