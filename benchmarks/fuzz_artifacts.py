@@ -74,6 +74,8 @@ class Report:
     invalid: collections.Counter[str] = field(default_factory=collections.Counter)
     examples: dict[str, str] = field(default_factory=dict)
     slowest: float = 0.0
+    slowest_name: str = ""
+    slowest_upload: float = 0.0  # the server's check alone (issue 20's bar: <= 2 s of CPU)
     baseline_rss_mb: float = 0.0
     rss_steps: dict[str, float] = field(default_factory=dict)  # mutation -> largest growth
 
@@ -356,9 +358,11 @@ def check(data: bytes, policy: Policy, timeout: float) -> tuple[str, str]:
     """(outcome, detail) of one mutant through the loader, the validity oracle and the server."""
     from threedgl.errors import ThreedglError
     from threedgl.model.registry import load_generator_bytes
+    from threedgl.privacy.record import _recompute
     from threedgl.server.validation import validate_upload
 
     outcome, detail = "refused", ""
+    check.last_upload = 0.0  # type: ignore[attr-defined]
     t0 = time.process_time()
     try:
         with time_limit(timeout), warnings.catch_warnings():
@@ -371,6 +375,8 @@ def check(data: bytes, policy: Policy, timeout: float) -> tuple[str, str]:
                 reason = why_invalid(data, generator)
                 if reason is not None:
                     return "invalid accepted", f"loader: {reason}"
+            _recompute.cache_clear()  # the server's check costs what it would alone
+            t_upload = time.process_time()
             try:
                 validate_upload(data, policy)
                 outcome = "accepted"
@@ -378,6 +384,8 @@ def check(data: bytes, policy: Policy, timeout: float) -> tuple[str, str]:
                     return "invalid accepted", "server accepted what the loader refused"
             except ThreedglError:
                 pass
+            finally:
+                check.last_upload = time.process_time() - t_upload  # type: ignore[attr-defined]
             if generator is not None and outcome == "refused":
                 outcome = "loaded, refused by policy"
     except Hang:
@@ -413,7 +421,9 @@ def fuzz(n: int, seed: int, timeout: float = 10.0, progress: Callable[[int], Non
         if grown > 1:
             key = name.split(" + ")[0].split("/")[0]
             report.rss_steps[key] = max(report.rss_steps.get(key, 0.0), grown)
-        report.slowest = max(report.slowest, check.last_seconds)  # type: ignore[attr-defined]
+        if check.last_seconds > report.slowest:  # type: ignore[attr-defined]
+            report.slowest, report.slowest_name = check.last_seconds, name  # type: ignore[attr-defined]
+        report.slowest_upload = max(report.slowest_upload, check.last_upload)  # type: ignore[attr-defined]
         report.counts[outcome] += 1
         if outcome == "crash":
             report.crashes[detail.split(":")[0]] += 1
@@ -494,6 +504,8 @@ def main(argv: list[str] | None = None) -> int:
         "seed": args.seed,
         "seconds": round(time.perf_counter() - t0, 1),
         "slowest_mutant_cpu_seconds": round(report.slowest, 2),
+        "slowest_mutant": report.slowest_name,
+        "slowest_upload_check_cpu_seconds": round(report.slowest_upload, 2),
         "peak_rss_growth_mb": round(_peak_rss_mb() - report.baseline_rss_mb),
         "largest_rss_steps_mb": {k: round(v) for k, v in sorted(
             report.rss_steps.items(), key=lambda kv: -kv[1])[:5]},

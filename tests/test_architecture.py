@@ -27,6 +27,7 @@ PACKAGE = "threedgl"
 #: Layer of each top-level part of the package (a higher number is a higher layer).
 LAYERS: dict[str, int] = {
     "_version": 0,
+    "apportion": 0,
     "errors": 0,
     "threads": 0,
     "markdown": 0,

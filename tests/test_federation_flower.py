@@ -77,6 +77,34 @@ def test_same_seeds_same_scores_on_both_engines(sqlite_server: ServerProcess) ->
         assert len(me.pool()) == 3
 
 
+def test_a_client_that_cannot_train_does_not_stop_the_run(sqlite_server: ServerProcess) -> None:
+    """Issue 21, item 1: Titanic split dirichlet:0.1 over 5 clients (random_state 2) gives
+    client 3 ten rows whose noisy class counts all fall below 1. The run goes on, on both
+    engines and through a Global Server: client 3 scores its own data only, gets no pool,
+    and the report names it and the reason; every score is the same on both engines."""
+    kw: dict[str, Any] = {"clients": 5, "split": "dirichlet:0.1", "epochs": 1,
+                          "epsilon": EPSILON, "workers": 2, "random_state": 2, "options": FAST}
+    pool = GlobalServerPool(sqlite_server.url, ADMIN_TOKEN, prefix="cannot-train")
+    flower = simulate("titanic", engine="flower", server=pool, **kw)
+    local = simulate("titanic", engine="local", **kw)
+    reason = "could not train: every class has a noisy row count below 1: nothing to train on"
+    for result in (flower, local):
+        assert result.without_generator == [{"seed": 0, "client": 3, "reason": reason}]
+        frame = result.to_frame().set_index(["client", "scenario"])
+        assert frame.loc[(3, "local_test"), "accuracy"] > 0
+        assert frame.loc[(3, "local_cv"), "accuracy"] > 0
+        for scenario in ("fold_test", "fold_fold", "own_generator", "real_plus_pool"):
+            assert math.isnan(frame.loc[(3, scenario), "accuracy"])
+            assert not math.isnan(frame.loc[(2, scenario), "accuracy"])
+        assert "client 3: " + reason in result.to_markdown()
+        assert not math.isnan(result.summary().loc["fold_test", "accuracy_gain"])
+    pd.testing.assert_frame_equal(flower.to_frame(), local.to_frame())
+    pd.testing.assert_frame_equal(flower.summary(), local.summary())
+    with ServerClient(sqlite_server.url, pool._tokens[0]) as me:  # 4 generators, no client 3
+        assert sorted(e["client"] for e in me.pool()) == [
+            "client-0000", "client-0001", "client-0002", "client-0004"]
+
+
 @pytest.fixture(scope="module")
 def tampered_run() -> Any:
     """One round where client 1's artifact is tampered with after training."""
@@ -97,7 +125,10 @@ def test_tampered_artifact_is_refused_and_gets_no_pool(tampered_run: Any) -> Non
     assert sorted(outcome.clients) == [0, 1, 2]
     bad = outcome.clients[1]
     assert bad.refused is not None and "sha256" in bad.refused  # the weights' hash
-    assert bad.scores is None
+    # a participant without a generator: its own data's scores, none of the pool's
+    assert bad.scores is not None and bad.scores["local_test"]["accuracy"] > 0
+    assert all(math.isnan(bad.scores[s]["accuracy"])
+               for s in ("fold_test", "fold_fold", "own_generator", "real_plus_pool"))
     # the refused client was told why, and got no pool
     (told,) = _node_messages(tampered_run, bad.node_id, msg.EVALUATE)
     request = msg.read_evaluate_request(told.content)
@@ -115,10 +146,12 @@ def test_tampered_artifact_is_refused_and_gets_no_pool(tampered_run: Any) -> Non
     replies = [msg.read_scores_reply(r.content) for r in tampered_run.received
                if r.metadata.message_type == msg.EVALUATE]
     assert sorted((r.client, r.status) for r in replies) == [
-        (0, "evaluated"), (1, "refused"), (2, "evaluated")]
-    # the simulation's view: a refused client is an error that names it and why
-    with pytest.raises(ThreedglError, match="client 1's generator was refused"):
-        engine.outcomes_by_seed(tampered_run, 3, 1)
+        (0, "evaluated"), (1, "evaluated"), (2, "evaluated")]
+    # the simulation's view: a participant without a generator, named with the reason
+    (seed,) = engine.outcomes_by_seed(tampered_run, 3, 1)
+    assert list(seed.without_generator) == [1]
+    assert seed.without_generator[1].startswith("generator refused: ")
+    assert "sha256" in seed.without_generator[1]
 
 
 def test_no_pickle_in_the_message_path(tampered_run: Any) -> None:
@@ -189,7 +222,7 @@ def test_a_clients_training_warning_holds_no_count() -> None:
                            test_size=0.1, min_rows=10)
     fold = split.folds[0]
     sizes = {str(int(n)) for n in fold[ds.target].value_counts()}
-    _, warns = train_client(fold, ds.schema, PresetFactory(None, EPSILON, 0.05, 1), 0, 3)
+    warns = train_client(fold, ds.schema, PresetFactory(None, EPSILON, 0.05, 1), 0, 3).warnings
     texts = [w for w in warns if "at least 1/n" in w]
     assert texts  # it fired
     numbers = {t for w in texts for t in re.findall(r"\d+", w)}

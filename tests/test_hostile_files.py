@@ -326,8 +326,10 @@ def test_prv_records_are_verified_within_a_bounded_cost(tmp_path: Path) -> None:
                                     "epsilon": 500.0})
     with pytest.raises(PrivacyError, match="above the limit"):
         huge.verify()
-    # three distinct records of ~0.78 M points each: a file may hold two, not three
-    many = [PrivacyRecord.from_dict({**base, "max_grad_norm": 1.0 + i}) for i in range(3)]
+    # three distinct records of ~0.56 M points each: a file may hold two, not three
+    small = {**base, "noise_multiplier": 1.5, "sample_rate": 0.05, "steps": 3000,
+             "delta": 1e-4, "epsilon": 10.0}
+    many = [PrivacyRecord.from_dict({**small, "max_grad_norm": 1.0 + i}) for i in range(3)]
     check_verification_cost(many[:2])
     check_verification_cost([many[0]] * 50)  # identical records are verified once
     with pytest.raises(PrivacyError, match=f"{MAX_PRV_POINTS_PER_FILE:,} per file"):

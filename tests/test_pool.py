@@ -19,7 +19,7 @@ def marginals(titanic):  # type: ignore[no-untyped-def]
 
 
 def test_allocation_is_uniform_across_generators_and_balanced_across_classes(marginals):
-    pool = GeneratorsPool(marginals)
+    pool = GeneratorsPool(marginals, weighting="equal")  # the paper's pool
     alloc = pool.allocation(600)
     assert alloc == [[100, 100], [100, 100], [100, 100]]
     table = pool.sample(600, random_state=0)
@@ -44,7 +44,7 @@ def test_allocation_when_a_generator_lacks_a_class(titanic, marginals):
 
 
 def test_unbalanced_follows_each_generators_class_sizes(marginals):
-    pool = GeneratorsPool(marginals)
+    pool = GeneratorsPool(marginals, weighting="equal")
     alloc = pool.allocation(900, balanced=False)
     assert [sum(a) for a in alloc] == [300, 300, 300]
     assert all(a[0] > a[1] for a in alloc)  # more non-survivors in titanic

@@ -95,6 +95,15 @@ def test_fig2_flow_three_clients(server: ServerProcess, tmp_path: Path) -> None:
             listing = http.get("/pool").json()
             assert listing["federation"] == fed
             assert [g["client"] for g in listing["generators"]] == sorted(names)
+            # each class's rows are shared by the rows each generator released for it
+            released = {g["client"]: {str(m["label"]): m["rows"] for m in
+                                      read_artifact_bytes(uploads[g["client"]]).manifest["models"]}
+                        for g in listing["generators"]}
+            for label in ("0", "1"):
+                total = sum(r[label] for r in released.values())
+                for g in listing["generators"]:
+                    assert g["shares"][label] == pytest.approx(
+                        released[g["client"]][label] / total, abs=1e-6)
             for entry in listing["generators"]:
                 r = http.get(f"/pool/{entry['client']}")
                 assert r.status_code == 200

@@ -25,6 +25,11 @@ class PrivacyError(ThreedglError):
     """A privacy parameter or budget is invalid or would be exceeded."""
 
 
+class NothingToTrain(PrivacyError):
+    """Too few rows to train a private generator on: decided on DP outputs only (the noisy
+    class counts), so its fixed message is data-free and may leave a deployed client."""
+
+
 class PrivacyWarning(UserWarning):
     """A setting that is allowed but weakens the privacy guarantee (e.g. δ ≥ 1/n)."""
 

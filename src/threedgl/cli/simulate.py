@@ -149,6 +149,9 @@ def simulate(
     for scenario in summary["scenario"]:  # what each scenario is, below the table (80 columns)
         console.print(f"  {scenario:<{width}}  {SCENARIO_TITLES[scenario]}", highlight=False,
                       soft_wrap=True)
+    for nogen in result.without_generator:
+        warn(f"seed {nogen['seed']}, client {nogen['client']}: no generator, local-only "
+             f"scores and no pool ({nogen['reason']})")
     for w in result.warnings[:5]:
         warn(w)
     if len(result.warnings) > 5:

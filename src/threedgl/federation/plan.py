@@ -47,6 +47,9 @@ class SeedOutcome:
 
     warnings: list[list[str]] = field(default_factory=list)
     evaluated: list[dict[str, dict[str, float]]] = field(default_factory=list)
+    #: Participants without a generator (they could not train, or their generator was
+    #: refused): client -> the reason. They scored their own data only.
+    without_generator: dict[int, str] = field(default_factory=dict)
 
 
 def split_for_seed(

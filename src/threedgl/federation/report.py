@@ -47,6 +47,9 @@ class SimulationResult:
     records: list[dict[str, Any]]
     elapsed_seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
+    #: Participants without a generator: ``{"seed", "client", "reason"}`` each. They scored
+    #: their own data only (NaN in every scenario that needs a pool or a generator).
+    without_generator: list[dict[str, Any]] = field(default_factory=list)
 
     def to_frame(self) -> pd.DataFrame:
         """One row per (seed, client, scenario): ``accuracy``, ``f1``, ``auc`` in %,
@@ -89,11 +92,16 @@ class SimulationResult:
     def summary(self) -> pd.DataFrame:
         """Per scenario: the clients' average of Accuracy, F1, AUC (%; mean over seeds),
         their standard deviation over seeds (0 with one seed), the baseline and the gain
-        over it (points)."""
+        over it (points): the clients' average of their own gains, so a client without a
+        score in a scenario (a participant without a generator) counts in neither side."""
         frame = self.to_frame()
         per_seed = frame.groupby(["seed", "scenario"])[list(METRICS)].agg(_nanmean_series)
         mean = per_seed.groupby(level="scenario").mean()
         std = per_seed.groupby(level="scenario").std(ddof=0)
+        gain_cols = [f"{m}_gain" for m in METRICS]
+        gains = self.gains()
+        gain = (gains.groupby(["seed", "scenario"])[gain_cols].agg(_nanmean_series)
+                .groupby(level="scenario").mean() if len(gains) else None)
         rows = []
         for s in SCENARIOS:
             if s not in mean.index:
@@ -104,7 +112,8 @@ class SimulationResult:
             b = BASELINE_OF.get(s)
             row["baseline"] = b or ""
             row.update(
-                {f"{m}_gain": _f(mean.loc[s, m]) - _f(mean.loc[b, m]) if b else float("nan")
+                {f"{m}_gain": _f(gain.loc[s, f"{m}_gain"])
+                 if b and gain is not None and s in gain.index else float("nan")
                  for m in METRICS}
             )
             rows.append(row)
@@ -149,6 +158,12 @@ class SimulationResult:
                     )
             lines += [markdown_table(pd.DataFrame(rows)), ""]
         lines += ["## Per client (mean over seeds)", "", markdown_table(self.per_client()), ""]
+        if self.without_generator:
+            lines += ["## Participants without a generator", "",
+                      "They scored their own data only and got no pool "
+                      "(contribute-to-access).", "",
+                      *[f"- seed {w['seed']}, client {w['client']}: {w['reason']}"
+                        for w in self.without_generator], ""]
         if self.warnings:
             lines += ["## Warnings", "", *[f"- {w}" for w in self.warnings], ""]
         return "\n".join(lines)
@@ -163,6 +178,7 @@ class SimulationResult:
                 "summary": summary.to_dict(orient="records"),
                 "records": self.to_frame().to_dict(orient="records"),
                 "warnings": self.warnings,
+                "without_generator": self.without_generator,
             }
         )
 

@@ -102,6 +102,9 @@ class EvaluationOptions:
     #: sweep scores better on the client's own rows is kept (as Table II does on the train
     #: split; the test set is never read).
     class_mix: str = "select"
+    #: How the pool splits a class between the generators that model it: "rows" (by the
+    #: rows each released for it) or "equal" (the paper's pool); :mod:`threedgl.pool.shares`.
+    pool_weighting: str = "rows"
 
     def pool_rows(self, fold_rows: int) -> int:
         """Synthetic rows each client samples once: ``pool_factor × fold`` within bounds."""
@@ -114,6 +117,9 @@ class EvaluationOptions:
             raise ThreedglError(
                 f"class_mix must be one of {list(CLASS_MIXES)}, got {self.class_mix!r}"
             )
+        if self.pool_weighting not in ("rows", "equal"):
+            raise ThreedglError(
+                f"pool_weighting must be 'rows' or 'equal', got {self.pool_weighting!r}")
         for name in ("start", "patience", "pool_factor", "pool_min_rows", "pool_max_rows"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -312,6 +318,30 @@ def sample_class_mix(
             best = (score, table)
     assert best is not None
     return best[1]
+
+
+def evaluate_local_only(
+    client_df: pd.DataFrame,
+    test_df: pd.DataFrame,
+    schema: Schema,
+    positive_label: Any,
+    options: EvaluationOptions,
+    random_state: int,
+) -> dict[str, dict[str, float]]:
+    """The scenarios of a participant without a generator (it could not train, or its
+    generator was refused): its own data's scores (``local_cv``, ``local_test``, as
+    :func:`evaluate_client` computes them) and NaN for every scenario that needs a pool or
+    a generator of its own (no pool under contribute-to-access)."""
+    s_cv = np.random.SeedSequence(random_state).generate_state(4)[3]
+    folds = cv_splits(client_df[schema.target], options.cv_folds, int(s_cv))
+    nan = {**{m: math.nan for m in METRICS}, "synthetic_rows": 0}
+    out: dict[str, dict[str, float]] = {s: dict(nan) for s in SCENARIOS if s != "centralized"}
+    out["local_cv"] = {**_cv_scores(client_df, folds, schema, positive_label),
+                       "synthetic_rows": 0}
+    out["local_test"] = {**_scores(utility_scores(client_df, test_df, schema,
+                                                  positive_label=positive_label)),
+                         "synthetic_rows": 0}
+    return out
 
 
 def evaluate_client(

@@ -124,18 +124,27 @@ def _run_local(
         tick("train"),
     )
     server.open(schema, clients, max_epsilon=epsilon, max_delta=delta)
-    for c, (artifact, _) in enumerate(trained):
-        server.publish(c, artifact)
-    pools = [tuple(server.pull(c)) for c in range(clients)]
+    without: dict[int, str] = {}
+    for c, t in enumerate(trained):
+        if t.artifact is None:
+            without[c] = f"could not train: {t.reason}"
+            continue
+        try:
+            server.publish(c, t.artifact)
+        except ThreedglError as exc:  # Refused, or a Global Server's answer
+            without[c] = f"generator refused: {getattr(exc, 'reason', str(exc))}"
+    pools = [() if c in without else tuple(server.pull(c)) for c in range(clients)]
     evaluated = run_all(
         run_eval,
-        [EvalTask(c, folds[c], frame_split.test, schema, positive_label, pools[c], trained[c][0],
+        [EvalTask(c, folds[c], frame_split.test, schema, positive_label, pools[c],
+                  None if c in without else trained[c].artifact,
                   options, derive_seed(random_state, seed, plan.EVAL, c))
          for c in range(clients)],
         executor,
         tick("evaluate"),
     )
-    return SeedOutcome(warnings=[w for _, w in trained], evaluated=evaluated)
+    return SeedOutcome(warnings=[t.warnings for t in trained], evaluated=evaluated,
+                       without_generator=without)
 
 
 def _check_int(name: str, value: Any, least: int, what: str) -> None:
@@ -275,9 +284,12 @@ def simulate(
 
     records: list[dict[str, Any]] = []
     messages: list[str] = []
+    without: list[dict[str, Any]] = []
     for s, (sp, outcome) in enumerate(zip(splits, outcomes, strict=True)):
         for c, warns in enumerate(outcome.warnings):
             messages += [f"seed {s}, client {c}: {w}" for w in warns]
+        without += [{"seed": s, "client": c, "reason": why}
+                    for c, why in sorted(outcome.without_generator.items())]
         for c, result in enumerate(outcome.evaluated):
             result = {**result, "centralized": {**central[s], "synthetic_rows": 0}}
             fold_y = sp.folds[c][target_col].astype(str)
@@ -297,4 +309,5 @@ def simulate(
         records=records,
         elapsed_seconds=time.perf_counter() - start_time,
         warnings=list(dict.fromkeys(messages)),
+        without_generator=without,
     )

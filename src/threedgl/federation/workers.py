@@ -98,16 +98,35 @@ class EvalTask:
     schema: Schema
     positive_label: Any
     artifacts: tuple[bytes, ...]
-    own: bytes
+    own: bytes | None  # None: a participant without a generator (local-only scores)
     options: EvaluationOptions
     random_state: int
 
 
+@dataclass(frozen=True)
+class Trained:
+    """What a client's training gave: its ``.3dgl`` bytes, or ``None`` and why not.
+
+    A client that cannot train (too few noisy rows, or any refusal of its data) is a
+    participant without a generator: the run goes on, it scores its own data only and,
+    under contribute-to-access, gets no pool. ``shareable`` says whether ``reason`` is
+    data-free (decided on DP outputs only: :class:`~threedgl.errors.NothingToTrain`) and
+    may leave a deployed client as it is.
+    """
+
+    artifact: bytes | None
+    warnings: list[str]
+    reason: str | None = None
+    shareable: bool = True
+
+
 def train_client(
     fold: pd.DataFrame, schema: Schema, factory: GeneratorFactory, client: int, random_state: int
-) -> tuple[bytes, list[str]]:
-    """Fit client ``client``'s generator on its ``fold``; its ``.3dgl`` bytes and the
-    distinct warnings training raised."""
+) -> Trained:
+    """Fit client ``client``'s generator on its ``fold``: its ``.3dgl`` bytes and the
+    distinct warnings training raised, or the reason it could not train."""
+    from threedgl.errors import NothingToTrain
+
     with single_thread(), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         gen = factory(client, random_state)
@@ -115,10 +134,16 @@ def train_client(
             raise ThreedglError(
                 f"the generator factory returned {type(gen).__name__}, not a threedgl generator"
             )
-        gen.fit(fold, target=schema.target, schema=schema)
-        data = gen.to_bytes()
+        data: bytes | None = None
+        reason: str | None = None
+        try:
+            gen.fit(fold, target=schema.target, schema=schema)
+        except ThreedglError as exc:
+            reason, shareable = str(exc), isinstance(exc, NothingToTrain)
+        else:
+            data, shareable = gen.to_bytes(), True
     messages = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
-    return data, list(dict.fromkeys(messages))
+    return Trained(data, list(dict.fromkeys(messages)), reason, shareable)
 
 
 def evaluate_artifacts(
@@ -127,25 +152,32 @@ def evaluate_artifacts(
     schema: Schema,
     positive_label: Any,
     pool: Sequence[bytes],
-    own: bytes,
+    own: bytes | None,
     options: EvaluationOptions,
     random_state: int,
 ) -> dict[str, dict[str, float]]:
     """The scenarios of one client (:func:`~threedgl.federation.scenarios.evaluate_client`)
-    from the pool's artifacts and its own artifact, as received (``.3dgl`` bytes)."""
+    from the pool's artifacts and its own artifact, as received (``.3dgl`` bytes); without
+    its own generator (``own=None``: it could not train, or its generator was refused),
+    its own data's scores only (:func:`~threedgl.federation.scenarios.evaluate_local_only`)."""
+    from threedgl.federation.scenarios import evaluate_local_only
     from threedgl.model.registry import load_generator_bytes
     from threedgl.pool import GeneratorsPool
 
     with single_thread(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        generators = GeneratorsPool(load_generator_bytes(a) for a in pool)
+        if own is None:
+            return evaluate_local_only(fold, test, schema, positive_label, options,
+                                       random_state)
+        generators = GeneratorsPool((load_generator_bytes(a) for a in pool),
+                                    weighting=options.pool_weighting)
         own_generator = load_generator_bytes(own)
         return evaluate_client(
             fold, test, generators, own_generator, schema, positive_label, options, random_state
         )
 
 
-def run_train(task: TrainTask) -> tuple[bytes, list[str]]:
+def run_train(task: TrainTask) -> Trained:
     return train_client(task.fold, task.schema, task.factory, task.client, task.random_state)
 
 

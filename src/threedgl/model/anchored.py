@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from threedgl.errors import PrivacyError
+from threedgl.errors import NothingToTrain, PrivacyError
 from threedgl.model import matching
 from threedgl.model.base import ProgressCallback, announce_epochs, reindexed
 from threedgl.model.matching import (
@@ -237,7 +237,7 @@ def fit_anchored(
     if not kept:  # a tiny table: model its largest class (by noisy count) all the same
         kept = [int(np.argmax(noisy))]
     if max(noisy[k] for k in kept) < 1.0:
-        raise PrivacyError("every class has a noisy row count below 1: nothing to train on")
+        raise NothingToTrain("every class has a noisy row count below 1: nothing to train on")
     rows = [noisy[k] for k in kept]
     first = auto_settings(len(schema.features), None, rows, overrides)
     disc = Discretizer(schema, int(first["bins"]), levels=int(first["levels"]))

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
 
+from threedgl.apportion import class_counts
 from threedgl.artifact import (
     Artifact,
     read_artifact,
@@ -72,19 +73,6 @@ def _seed(random_state: int | np.random.Generator | None) -> int:
         return int(np.random.SeedSequence().entropy)  # type: ignore[arg-type]
     words = _rng(random_state).integers(0, 2**32, size=4, dtype=np.uint64)
     return sum(int(w) << (32 * i) for i, w in enumerate(words))
-
-
-def class_counts(n: int, weights: Sequence[float]) -> list[int]:
-    """Split ``n`` rows over classes in proportion to ``weights`` (largest remainder)."""
-    w = np.asarray(weights, dtype=np.float64)
-    w = np.clip(w, 0, None)
-    w = np.full(len(w), 1.0 / len(w)) if w.sum() <= 0 else w / w.sum()
-    raw = w * n
-    counts = np.floor(raw).astype(int)
-    rest = n - int(counts.sum())
-    order = np.argsort(-(raw - counts), kind="stable")
-    counts[order[:rest]] += 1
-    return counts.tolist()
 
 
 class BaseGenerator(BaseEstimator):  # type: ignore[misc]

@@ -1,10 +1,11 @@
 """The Generators Pool.
 
-A pool holds generators trained under the same public schema (by different clients). It
-samples uniformly across its generators and, by default, balanced across classes (the
-paper balanced classes): each class gets ``n / n_classes`` rows (±1), split evenly over
-the generators that have a model of that class. With ``balanced=False`` every generator
-contributes ``n / n_generators`` rows following its own released class sizes.
+A pool holds generators trained under the same public schema (by different clients). By
+default it samples balanced across classes (the paper balanced classes): each class gets
+``n / n_classes`` rows (±1), split between the generators that model the class in
+proportion to the rows each released for it (:mod:`threedgl.pool.shares`: the rule, its
+ties and zero counts; ``weighting="equal"`` splits evenly, as the paper's pool). With
+``balanced=False`` the classes follow the released class sizes.
 
 Sampling is post-processing of DP outputs: it spends no privacy budget.
 """
@@ -18,7 +19,8 @@ import numpy as np
 import pandas as pd
 
 from threedgl.errors import NotFittedError, SchemaError, ThreedglError, check_int
-from threedgl.model.base import BaseGenerator, class_counts, random_generator, shuffle_rows
+from threedgl.model.base import BaseGenerator, random_generator, shuffle_rows
+from threedgl.pool.shares import WEIGHTINGS, allocate, class_shares
 from threedgl.schema import Schema
 from threedgl.schema.schema import Category
 
@@ -30,7 +32,10 @@ class GeneratorsPool:
     >>> pool.sample(1000, random_state=0)  # doctest: +SKIP
     """
 
-    def __init__(self, generators: Iterable[BaseGenerator]) -> None:
+    def __init__(self, generators: Iterable[BaseGenerator], weighting: str = "rows") -> None:
+        if weighting not in WEIGHTINGS:
+            raise ThreedglError(f"weighting must be one of {list(WEIGHTINGS)}, got {weighting!r}")
+        self.weighting = weighting
         gens = list(generators)
         if not gens:
             raise ThreedglError("a Generators Pool needs at least one generator")
@@ -51,10 +56,11 @@ class GeneratorsPool:
         self.schema: Schema = first
 
     @classmethod
-    def from_files(cls, paths: Sequence[str | os.PathLike[str]]) -> GeneratorsPool:
+    def from_files(cls, paths: Sequence[str | os.PathLike[str]],
+                   weighting: str = "rows") -> GeneratorsPool:
         from threedgl.model.registry import load_generator
 
-        return cls(load_generator(p) for p in paths)
+        return cls((load_generator(p) for p in paths), weighting)
 
     def __len__(self) -> int:
         return len(self.generators)
@@ -72,25 +78,20 @@ class GeneratorsPool:
         """The largest ε among members (each protects a different client's rows)."""
         return max(g.epsilon_ for g in self.generators)
 
+    def _released_rows(self) -> list[dict[Category | None, float]]:
+        return [dict(zip(g.labels_, g.class_rows_, strict=True)) for g in self.generators]
+
+    def shares(self) -> list[dict[Category | None, float]]:
+        """Per generator, its share of each class it models (:mod:`threedgl.pool.shares`)."""
+        return class_shares(self._released_rows(), self.labels, self.weighting)
+
     def allocation(self, n: int, balanced: bool = True) -> list[list[int]]:
         """Rows per generator and per class (in each generator's ``labels_`` order)."""
         n = check_int("n", n, low=0, owner="GeneratorsPool")
-        alloc = [[0] * len(g.labels_) for g in self.generators]
-        if balanced:
-            labels = self.labels
-            for label, n_class in zip(labels, class_counts(int(n), [1.0] * len(labels)), strict=True):
-                owners = [
-                    (gi, g.labels_.index(label))
-                    for gi, g in enumerate(self.generators)
-                    if label in g.labels_
-                ]
-                for (gi, k), share in zip(owners, class_counts(n_class, [1.0] * len(owners)), strict=True):
-                    alloc[gi][k] += share
-        else:
-            per_gen = class_counts(int(n), [1.0] * len(self.generators))
-            for gi, g in enumerate(self.generators):
-                alloc[gi] = class_counts(per_gen[gi], list(g.class_rows_))
-        return alloc
+        cells = allocate(int(n), self._released_rows(), self.labels, balanced=balanced,
+                         weighting=self.weighting)
+        return [[cells[gi][label] for label in g.labels_]
+                for gi, g in enumerate(self.generators)]
 
     def sample(
         self,

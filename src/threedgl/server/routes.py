@@ -288,9 +288,17 @@ def _entry(client: Client, generator: Generator) -> PoolEntry:
 @clients.get("/pool", response_model=PoolPublic)
 def list_pool(client: ContributorDep, session: SessionDep) -> PoolPublic:
     """The Generators Pool: every current generator of the federation (own one included)."""
+    from threedgl.pool.shares import class_shares
+
     federation = client.federation
-    entries = [_entry(c, g) for c, g in crud.pool(session, federation)]
+    members = crud.pool(session, federation)
     session.commit()  # release the connection before the answer is sent
+    rows = [{str(m.get("label")): m.get("rows") for m in g.manifest.get("models", [])}
+            for _, g in members]
+    labels = list(dict.fromkeys(label for r in rows for label in r))
+    shares = class_shares(rows, labels)
+    entries = [_entry(c, g).model_copy(update={"shares": {k: round(v, 6) for k, v in s.items()}})
+               for (c, g), s in zip(members, shares, strict=True)]
     return PoolPublic(federation=federation.name, generators=entries)
 
 

@@ -147,6 +147,9 @@ class PoolEntry(BaseModel):
     epsilon: float
     delta: float
     uploaded_at: dt.datetime
+    #: In the pool listing: per class label (as text), the share of that class's pool rows
+    #: this generator gives (by the rows it released; ``threedgl.pool.shares``).
+    shares: dict[str, float] | None = None
 
 
 class GeneratorPublic(PoolEntry):

@@ -175,11 +175,18 @@ def train(message: Message, context: Context) -> Message:
     """Train this client's generator on its own data; reply with its ``.3dgl`` bytes."""
     spec = msg.read_round(message.content)
     data = client_data(spec, dict(context.node_config))
-    artifact, warns = train_client(data.fold, data.schema, _factory(spec), data.client,
-                                   _train_seed(spec, data, dict(context.node_config)))
-    for text in warns:  # decided on the exact data: for this node's owner only, never sent
+    trained = train_client(data.fold, data.schema, _factory(spec), data.client,
+                           _train_seed(spec, data, dict(context.node_config)))
+    for text in trained.warnings:  # decided on the exact data: for this node only, never sent
         log.warning("3DGL (this node only): %s", text)
-    return Message(msg.train_reply(data.client, artifact), reply_to=message)
+    if trained.artifact is None:
+        log.warning("3DGL: this client could not train a generator: %s", trained.reason)
+        reason = str(trained.reason)
+        if data.deployed and not trained.shareable:
+            reason = ("its data was refused (the node's log has the error: it may name "
+                      "private values)")
+        return Message(msg.no_generator_reply(data.client, reason), reply_to=message)
+    return Message(msg.train_reply(data.client, trained.artifact), reply_to=message)
 
 
 @_on_this_node("evaluation")
@@ -188,16 +195,17 @@ def evaluate(message: Message, context: Context) -> Message:
     request = msg.read_evaluate_request(message.content)
     spec = request.spec
     data = client_data(spec, dict(context.node_config))
-    if request.pool is None:
-        log.warning("3DGL: the server refused this client's generator: %s", request.refused)
-        return Message(msg.refused_reply(data.client), reply_to=message)
-    if data.client not in request.pool_clients:
-        raise msg.MessageError(f"the pool does not hold client {data.client}'s own generator")
-    own = request.pool[request.pool_clients.index(data.client)]
     options = EvaluationOptions(**spec.options).check()
+    own: bytes | None = None
+    if request.pool is None:  # no pool (contribute-to-access): its own data's scores only
+        log.warning("3DGL: no pool for this client: %s", request.refused)
+    elif data.client not in request.pool_clients:
+        raise msg.MessageError(f"the pool does not hold client {data.client}'s own generator")
+    else:
+        own = request.pool[request.pool_clients.index(data.client)]
     scores = evaluate_artifacts(
-        data.fold, data.test, data.schema, spec.positive_label, request.pool, own, options,
-        derive_seed(spec.random_state, spec.seed, plan.EVAL, data.client),
+        data.fold, data.test, data.schema, spec.positive_label, request.pool or [], own,
+        options, derive_seed(spec.random_state, spec.seed, plan.EVAL, data.client),
     )
     if data.deployed and not spec.share_scores:  # computed on this node's rows: kept here
         for scenario, row in scores.items():

@@ -149,8 +149,9 @@ def run_rounds(
 
 
 def outcomes_by_seed(server_job: Any, clients: int, seeds: int) -> list[SeedOutcome]:
-    """The rounds as the simulation's per-seed outcomes; every client must have been
-    accepted and evaluated (else a :class:`ThreedglError` says which and why)."""
+    """The rounds as the simulation's per-seed outcomes; every client must have replied and
+    been scored (a participant without a generator scores its own data), else a
+    :class:`ThreedglError` says which and why."""
     if len(server_job.rounds) != seeds:
         raise ThreedglError(
             f"the Flower run ended after {len(server_job.rounds)} of {seeds} round(s)"
@@ -161,9 +162,7 @@ def outcomes_by_seed(server_job: Any, clients: int, seeds: int) -> list[SeedOutc
         for c in range(clients):
             co = r.clients.get(c)
             if co is None:
-                problems.append(f"client {c} sent no generator")
-            elif co.refused is not None:
-                problems.append(f"client {c}'s generator was refused: {co.refused}")
+                problems.append(f"client {c} sent no reply to the training request")
             elif co.scores is None:
                 problems.append(f"client {c} sent no scores")
         if problems:
@@ -173,5 +172,13 @@ def outcomes_by_seed(server_job: Any, clients: int, seeds: int) -> list[SeedOutc
             # clients' logs, nothing carries them to the ServerApp
             warnings=[[] for _ in range(clients)],
             evaluated=[r.clients[c].scores for c in range(clients)],
+            without_generator={c: _reason(r.clients[c].refused) for c in range(clients)
+                               if r.clients[c].refused is not None},
         ))
     return out
+
+
+def _reason(refused: str | None) -> str:
+    """The local engine's wording: "could not train: ..." or "generator refused: ..."."""
+    text = str(refused)
+    return text if text.startswith("could not train: ") else f"generator refused: {text}"

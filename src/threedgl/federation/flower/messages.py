@@ -11,16 +11,24 @@ message           direction               ``"3dgl"`` keys
 ================  ======================  =========================================
 ``train``         ServerApp → ClientApp   ``round`` (JSON: :class:`RoundSpec`)
 train reply       ClientApp → ServerApp   ``client``, ``artifact`` (bytes), ``sha256``
+                                          — or ``client``, ``status`` (``no-generator``)
+                                          and ``reason`` (data-free: see below)
 ``evaluate``      ServerApp → ClientApp   ``round``, then ``pool`` (list of bytes) and
                                           ``pool-clients`` — or ``refused`` (the reason)
 evaluate reply    ClientApp → ServerApp   ``client``, ``status`` (``evaluated``: with
                                           ``"scores"``, ``<scenario>.<metric>`` → value;
                                           ``kept``: scored, the scores stay on the node;
-                                          ``refused``)
+                                          ``refused``: an older client's answer to a
+                                          refusal)
 ================  ======================  =========================================
 
 Nothing else leaves a client: the artifact is what its privacy statement covers, and the
-rest is data-free status. Training warnings are logged on the node, never sent (they are
+rest is data-free status. A client that cannot train replies ``no-generator``: a deployed
+client gives the reason only when it was decided on DP outputs alone (too few noisy
+rows), otherwise a fixed text (its node's log has the error, which may name private
+values). A client without a generator in the pool (it could not train, or its generator
+was refused) gets the refusal and scores its own data only (NaN for the pool's
+scenarios). Training warnings are logged on the node, never sent (they are
 decided on exact class sizes). Scores are computed on the client's rows, so a deployed
 client (its own data file) sends them only when the round's ``share_scores`` is set (run
 config ``share-scores``), and the ServerApp's report then says they are not covered by
@@ -43,6 +51,8 @@ RECORD = "3dgl"
 SCORES = "scores"
 #: The ClientApp's actions (Flower message types).
 TRAIN, EVALUATE = "train", "evaluate"
+#: A train reply's status when the client could not train, and its reason's longest text.
+NO_GENERATOR, MAX_REASON = "no-generator", 500
 #: Scenarios a client scores itself (``centralized`` needs every row: only a simulation has it).
 CLIENT_SCENARIOS: tuple[str, ...] = tuple(s for s in SCENARIOS if s != "centralized")
 
@@ -102,7 +112,8 @@ class RoundSpec:
 @dataclass(frozen=True)
 class TrainReply:
     client: int
-    artifact: bytes
+    artifact: bytes | None  # None: the client could not train (``reason`` says why)
+    reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -228,9 +239,17 @@ def train_reply(client: int, artifact: bytes) -> Any:
     )})
 
 
+def no_generator_reply(client: int, reason: str) -> Any:
+    """The client could not train a generator; ``reason`` must be data-free."""
+    return _content(**{RECORD: _config(client=int(client), status=NO_GENERATOR,
+                                       reason=str(reason)[:MAX_REASON])})
+
+
 def read_train_reply(content: Any) -> TrainReply:
     record = _record(content)
     client = int(_get(record, "client", int))
+    if "artifact" not in record and record.get("status") == NO_GENERATOR:
+        return TrainReply(client, None, str(_get(record, "reason", str))[:MAX_REASON])
     artifact = _get(record, "artifact", bytes)
     digest = _get(record, "sha256", str)
     if hashlib.sha256(artifact).hexdigest() != digest:

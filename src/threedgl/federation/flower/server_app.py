@@ -43,6 +43,8 @@ class ClientOutcome:
     client: int
     node_id: int
     scores: dict[str, dict[str, float]] | None = None
+    #: Why the client has no generator in the pool (it could not train, or its generator
+    #: was refused); it then scores its own data only.
     refused: str | None = None
     #: Scored on the node, the scores kept there (a deployed client, share-scores off).
     kept: bool = False
@@ -148,6 +150,10 @@ class ThreedglServer:
                 outcome.failures.append(f"node {node}: client index {got.client} is taken")
                 continue
             outcome.clients[got.client] = ClientOutcome(got.client, node)
+            if got.artifact is None:  # a participant without a generator: no pool for it
+                outcome.clients[got.client].refused = f"could not train: {got.reason}"
+                log.warning("3DGL: client %d could not train: %s", got.client, got.reason)
+                continue
             artifacts[got.client] = got.artifact
         self.transport.open(Schema.from_dict(self.spec.schema), len(nodes),
                             max_epsilon=self.max_epsilon, max_delta=self.max_delta)
