@@ -162,8 +162,9 @@ def test_a_budget_refusal_comes_before_training(small: tuple[Path, Path],
 
 
 def test_advice_names_options_that_exist(tmp_path: Path, small: tuple[Path, Path]) -> None:
-    """The missing-values advice names --drop-missing; evaluate and attack have it."""
-    for command in ("evaluate", "attack", "train", "schema infer", "schema validate"):
+    """The missing-values advice names --drop-missing: every command that reads a table
+    has it (and --encoding)."""
+    for command in ("evaluate", "attack", "train", "schema infer", "schema validate", "simulate"):
         r = run(*command.split(), "--help")
         assert "--drop-missing" in r.output, command
         assert "--encoding" in r.output, command

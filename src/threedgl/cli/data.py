@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import typer
@@ -85,7 +86,11 @@ def schema_validate(
     with user_errors():
         schema = Schema.read(schema_path)
         df = read_table(data, encoding)
-        valid = schema.validate(df, nan_policy="drop" if drop_missing else "error")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            valid = schema.validate(df, nan_policy="drop" if drop_missing else "error")
+    for w in caught:  # e.g. values outside the bounds, clipped when encoded
+        warn(str(w.message))
     console.print(f"ok: {len(valid)} rows fit the schema ({len(df) - len(valid)} dropped)")
 
 

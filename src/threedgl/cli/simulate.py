@@ -50,6 +50,8 @@ def simulate(
     server: str | None = typer.Option(None, "--server", envvar="THREEDGL_SERVER", show_default=False, help="Run through this Global Server (URL): a new federation per seed, clients publish and pull there (default: in memory)."),
     admin_token: str | None = typer.Option(None, "--admin-token", envvar="THREEDGL_ADMIN_TOKEN", show_default=False, help="The server's admin token (with --server)."),
     engine: str = typer.Option("local", "--engine", help="local: our own process pool; flower: Flower's simulation runtime (Ray backend; pip install 'threedgl\\[flower]'), its ServerApp checking every generator as the Global Server does."),
+    drop_missing: bool = typer.Option(False, "--drop-missing", help="A data file: drop rows with missing values instead of failing."),
+    encoding: str | None = typer.Option(None, "--encoding", help="A data file: its text encoding (default utf-8), e.g. latin-1.", show_default=False),
 ) -> None:
     """Simulate a 3DGL federation: K clients train DP generators, pool them, and compare the
     paper's scenarios (Fold-Fold, Fold-Test, Test-Test) and more baselines with local-only data."""
@@ -94,8 +96,9 @@ def simulate(
             if target is None:
                 fail("a data file needs --target (the class column)")
             from threedgl.schema import read_table
+            from threedgl.schema.conform import apply_nan_policy
 
-            data = read_table(path)
+            data = apply_nan_policy(read_table(path, encoding), "drop" if drop_missing else "error")
             label = path.stem
             kwargs = {"target": target, "name": label}
             warn("inferring the schema from the table: its bounds and categories are not private")
