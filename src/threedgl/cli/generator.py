@@ -53,7 +53,7 @@ def train(
         book.adopt(ledger_mod.legacy_fingerprint(df), fingerprint)
         if math.isfinite(epsilon):
             book.check(fingerprint, epsilon=epsilon, delta=delta, accountant=accountant, force=force)
-        else:
+        elif epsilon == math.inf:
             warn("--epsilon inf: the generator is trained WITHOUT differential privacy; it may "
                  "reveal rows of the table, so do not share it. The ledger does not count it")
         from threedgl.model.registry import create_generator

@@ -67,16 +67,17 @@ def read_table(path: str | os.PathLike[str], encoding: str | None = None) -> pd.
 
 def _not_encoded(p: Path, encoding: str, exc: UnicodeDecodeError) -> str:
     """The first line of ``p`` that is not valid ``encoding``, for the error message."""
-    line_no, byte = 0, exc.object[exc.start:exc.start + 1]
-    with open(p, "rb") as fh:
-        for line_no, raw in enumerate(fh, start=1):  # noqa: B007 - the line is reported
-            try:
-                raw.decode(encoding)
-            except UnicodeDecodeError as bad:
-                byte = raw[bad.start:bad.start + 1]
-                break
-    return (f"'{p}' is not {encoding} text: line {line_no} holds the byte 0x{byte.hex()}; "
-            "pass its encoding, e.g. --encoding latin-1 (or cp1252)")
+    where = f"the byte 0x{exc.object[exc.start:exc.start + 1].hex()}"
+    if p.suffix.lower() != ".gz":  # a compressed file's lines are not its bytes' lines
+        with open(p, "rb") as fh:
+            for line_no, raw in enumerate(fh, start=1):
+                try:
+                    raw.decode(encoding)
+                except UnicodeDecodeError as bad:
+                    where = f"line {line_no} holds the byte 0x{raw[bad.start:bad.start + 1].hex()}"
+                    break
+    return (f"'{p}' is not {encoding} text: {where}; pass its encoding, e.g. "
+            "--encoding latin-1 (or cp1252)")
 
 
 @contextlib.contextmanager
@@ -112,6 +113,12 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", *, private: bool 
 
 
 def _umask() -> int:
+    """The process's umask, read without changing it where Linux tells it (threads)."""
+    with contextlib.suppress(OSError, ValueError), \
+            open("/proc/self/status", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
