@@ -389,3 +389,33 @@ def test_integer_columns_keep_their_distribution_through_the_bins() -> None:
         assert abs((back[col] == adult.schema[col].minimum).mean() - zero) < 0.03, col
     # never a value the bin cannot hold: capital gains of 1 do not exist in the data
     assert (back["capital-gain"] == 1).sum() == 0
+
+
+def test_the_default_class_mix_follows_the_released_sizes(titanic) -> None:  # type: ignore[no-untyped-def]
+    """Issue 22, item 6: a class learned from a handful of rows is no third of the sample.
+    The default mode (and DP marginals) sample the released class sizes by default, the
+    paper's model balances; balanced sampling of a tiny class warns."""
+    from threedgl import DPMarginals
+
+    frame = titanic.frame
+    tiny = pd.concat([frame[frame[titanic.target] == "0"].iloc[:300],
+                      frame[frame[titanic.target] == "1"].iloc[:5]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gen = DDPBetaVAE(epsilon=math.inf, epochs=1, random_state=0).fit(
+            tiny, target=titanic.target, schema=titanic.schema)
+        paper = DDPBetaVAE(mode="paper", epochs=1, random_state=0).fit(
+            frame.iloc[:300], target=titanic.target, schema=titanic.schema)
+        marginals = DPMarginals(epsilon=math.inf, random_state=0).fit(
+            tiny, target=titanic.target, schema=titanic.schema)
+    assert gen.class_rows_ == [300.0, 5.0]
+    for model in (gen, marginals):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # the default warns about nothing
+            counts = model.sample(3050, random_state=0)[titanic.target].value_counts()
+        assert counts.to_dict() == {"0": 3000, "1": 50}
+        with pytest.warns(UserWarning, match=r"\['1'\] were learned from fewer than 20 rows"):
+            balanced = model.sample(3050, balanced=True, random_state=0)
+        assert abs(int((balanced[titanic.target] == "1").sum()) - 1525) <= 1
+    assert paper.sample(1000, random_state=0)[titanic.target].value_counts().to_dict() == {
+        "0": 500, "1": 500}

@@ -440,3 +440,13 @@ def test_a_deployed_clients_error_reaches_the_server_without_its_data(
     simulated = Context(run_id=1, node_id=1, node_config={}, state=RecordDict(), run_config={})
     with pytest.raises(ThreedglError, match="no data"):  # a simulation: the error itself
         client_app.train(message, simulated)  # type: ignore[arg-type]
+
+
+def test_node_errors_are_one_readable_line() -> None:
+    from threedgl.federation.flower.server_app import readable_error
+
+    assert readable_error("<class 'threedgl.errors.SchemaError'>:<'column \\'age\\' has "
+                          "\\'fifty\\''>") == "SchemaError: column \\'age\\' has \\'fifty\\'"
+    assert readable_error('<class \'ValueError\'>:<"bad\n  value">') == "ValueError: bad value"
+    assert readable_error("plain text") == "plain text"
+    assert len(readable_error("x" * 1000)) == 300

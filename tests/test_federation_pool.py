@@ -54,7 +54,7 @@ def test_pool_uniform_across_generators_and_balanced_classes() -> None:
     pool = GeneratorsPool(_known_generators(), weighting="equal")  # the paper's pool
     n = 1201
     alloc = pool.allocation(n)
-    table = pool.sample(n, random_state=0)
+    table = pool.sample(n, balanced=True, random_state=0)
     assert len(table) == n
     counts = _counts(table)
     # every generator's rows are marked with its name: the observed mix is the allocation
@@ -82,7 +82,7 @@ def test_pool_unbalanced_follows_released_class_sizes() -> None:
 def test_pool_class_missing_from_one_generator() -> None:
     # client 0 has no "yes" rows (label skew): "yes" comes from the two others only
     pool = GeneratorsPool(_known_generators(only_no=0), weighting="equal")
-    table = pool.sample(900, random_state=2)
+    table = pool.sample(900, balanced=True, random_state=2)
     counts = _counts(table)
     assert counts.loc["g0", "yes"] == 0
     assert counts["yes"].sum() == counts["no"].sum() == 450
@@ -117,7 +117,7 @@ def test_weighted_pool_follows_the_released_counts() -> None:
     pool = GeneratorsPool(_known_generators())
     assert pool.weighting == "rows"
     rows = [dict(zip(g.labels_, g.class_rows_, strict=True)) for g in pool.generators]
-    table = pool.sample(1200, random_state=0)
+    table = pool.sample(1200, balanced=True, random_state=0)
     counts = _counts(table)
     for label in ("no", "yes"):
         total = sum(r[label] for r in rows)

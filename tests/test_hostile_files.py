@@ -326,11 +326,11 @@ def test_prv_records_are_verified_within_a_bounded_cost(tmp_path: Path) -> None:
                                     "epsilon": 500.0})
     with pytest.raises(PrivacyError, match="above the limit"):
         huge.verify()
-    # three distinct records of ~0.56 M points each: a file may hold two, not three
-    small = {**base, "noise_multiplier": 1.5, "sample_rate": 0.05, "steps": 3000,
+    # distinct records of ~0.27 M points each: a file may hold three, not four
+    small = {**base, "noise_multiplier": 2.0, "sample_rate": 0.1, "steps": 1000,
              "delta": 1e-4, "epsilon": 10.0}
-    many = [PrivacyRecord.from_dict({**small, "max_grad_norm": 1.0 + i}) for i in range(3)]
-    check_verification_cost(many[:2])
+    many = [PrivacyRecord.from_dict({**small, "max_grad_norm": 1.0 + i}) for i in range(4)]
+    check_verification_cost(many[:3])
     check_verification_cost([many[0]] * 50)  # identical records are verified once
     with pytest.raises(PrivacyError, match=f"{MAX_PRV_POINTS_PER_FILE:,} per file"):
         check_verification_cost(many)

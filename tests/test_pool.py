@@ -22,7 +22,7 @@ def test_allocation_is_uniform_across_generators_and_balanced_across_classes(mar
     pool = GeneratorsPool(marginals, weighting="equal")  # the paper's pool
     alloc = pool.allocation(600)
     assert alloc == [[100, 100], [100, 100], [100, 100]]
-    table = pool.sample(600, random_state=0)
+    table = pool.sample(600, balanced=True, random_state=0)
     assert table["survived"].value_counts().to_dict() == {"0": 300, "1": 300}
 
 
@@ -37,7 +37,7 @@ def test_allocation_when_a_generator_lacks_a_class(titanic, marginals):
     alloc = pool.allocation(400)
     # class '0' comes only from the first generator; class '1' is shared
     assert alloc == [[200, 100], [100]]
-    assert pool.sample(400, random_state=1)["survived"].value_counts().to_dict() == {
+    assert pool.sample(400, balanced=True, random_state=1)["survived"].value_counts().to_dict() == {
         "0": 200,
         "1": 200,
     }

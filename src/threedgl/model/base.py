@@ -75,6 +75,10 @@ def _seed(random_state: int | np.random.Generator | None) -> int:
     return sum(int(w) << (32 * i) for i, w in enumerate(words))
 
 
+#: A class released with fewer rows than this is noise in a balanced sample (a warning).
+TINY_CLASS_ROWS = 20
+
+
 class BaseGenerator(BaseEstimator):  # type: ignore[misc]
     """Shared behaviour of DDP-βVAE and the DP marginals baseline."""
 
@@ -272,21 +276,41 @@ class BaseGenerator(BaseEstimator):  # type: ignore[misc]
     def sample(
         self,
         n: int,
-        balanced: bool = True,
+        balanced: bool | None = None,
         random_state: int | np.random.Generator | None = None,
     ) -> pd.DataFrame:
         """``n`` synthetic rows in the original format (columns, dtypes, labels), shuffled.
 
         ``balanced=True`` (the paper) gives every class the same number of rows (±1);
         ``False`` follows the class sizes of the training table, as released in the
-        artifact (noisy counts in the default mode).
+        artifact (noisy counts in the default mode). ``None`` (the default) is the mode's
+        own: balanced for the paper's model, the released class sizes otherwise (a class
+        learned from a handful of noisy rows then gets a handful of rows, not 1/K of
+        them). Balanced sampling of a class released with fewer than
+        :data:`TINY_CLASS_ROWS` rows warns: most of its rows are noise.
         """
         self._check_fitted()
         n = check_int("n", n, low=0, owner="sample")
+        if balanced is None:
+            balanced = self._balanced_by_default()
         rng = _rng(random_state)
+        if balanced and len(self.labels_) > 1:
+            tiny = [(label, rows) for label, rows in zip(self.labels_, self.class_rows_,
+                                                         strict=True) if rows < TINY_CLASS_ROWS]
+            if tiny:
+                warnings.warn(
+                    f"class label(s) {[label for label, _ in tiny]!r} were learned from fewer "
+                    f"than {TINY_CLASS_ROWS} rows (released: "
+                    f"{', '.join(f'{rows:g}' for _, rows in tiny)}); balanced sampling gives "
+                    f"each 1/{len(self.labels_)} of the rows, mostly noise (balanced=False "
+                    "follows the released class sizes)", UserWarning, stacklevel=2)
         weights = [1.0] * len(self.labels_) if balanced else list(self.class_rows_)
         frame = self.sample_classes(class_counts(int(n), weights), rng)
         return shuffle_rows(frame, rng)
+
+    def _balanced_by_default(self) -> bool:
+        """The class mix of :meth:`sample` when none is given (the paper's model: balanced)."""
+        return False
 
     # -- artifact -------------------------------------------------------------------------
     def _measurement_entries(self) -> list[list[dict[str, Any]] | None]:

@@ -307,6 +307,10 @@ class DDPBetaVAE(BaseGenerator):
             rows[k] = trained.noisy_rows[i]
         return records, rows
 
+    def _balanced_by_default(self) -> bool:
+        return self.mode == "paper"  # the paper balances classes; the default mode follows
+        # its released (noisy) class sizes
+
     # -- sampling -------------------------------------------------------------------------
     def _sample_class(self, k: int, n: int, rng: np.random.Generator) -> np.ndarray:
         g = torch.Generator().manual_seed(int(rng.integers(0, 2**63 - 1)))

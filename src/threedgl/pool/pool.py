@@ -96,14 +96,18 @@ class GeneratorsPool:
     def sample(
         self,
         n: int,
-        balanced: bool = True,
+        balanced: bool | None = None,
         random_state: int | np.random.Generator | None = None,
     ) -> pd.DataFrame:
         """``n`` synthetic rows from the pool, shuffled, in the schema's format.
 
         Each generator draws its share through its public :meth:`sample_classes` (so it
-        decodes as it does alone); the rows are then shuffled together.
+        decodes as it does alone); the rows are then shuffled together. ``balanced=None``
+        is balanced when every member is the paper's model (as each would sample alone),
+        else the released class sizes.
         """
+        if balanced is None:
+            balanced = all(g._balanced_by_default() for g in self.generators)
         rng = random_generator(random_state)
         alloc = self.allocation(n, balanced)
         frames = [g.sample_classes(per_class, rng)

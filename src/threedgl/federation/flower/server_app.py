@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -58,6 +59,21 @@ class RoundOutcome:
 
 
 Tick = Callable[[str], Callable[[], None]]
+
+#: How Flower words a ClientApp's exception: ``<class 'pkg.mod.Error'>:<'message'>``.
+_FLOWER_ERROR = re.compile(r"^<class '(?:[\w.]*\.)?(\w+)'>:<(['\"])(.*)\2>$", re.DOTALL)
+
+
+def readable_error(reason: str | None) -> str:
+    """One line for a node's error: ``SchemaError: message`` instead of Flower's
+    ``<class 'threedgl.errors.SchemaError'>:<'message'>``, whitespace folded, at most 300
+    characters."""
+    text = str(reason).strip()
+    match = _FLOWER_ERROR.match(text)
+    if match:
+        text = f"{match.group(1)}: {match.group(3)}"
+    text = " ".join(text.split())
+    return text if len(text) <= 300 else text[:299] + "…"
 
 
 class ThreedglServer:
@@ -139,7 +155,8 @@ class ThreedglServer:
         for reply in sorted(replies, key=lambda r: r.metadata.src_node_id):
             node = reply.metadata.src_node_id
             if reply.has_error():
-                outcome.failures.append(f"node {node}: training failed: {reply.error.reason}")
+                outcome.failures.append(
+                    f"node {node}: training failed: {readable_error(reply.error.reason)}")
                 continue
             try:
                 got = msg.read_train_reply(reply.content)
@@ -180,7 +197,7 @@ class ThreedglServer:
             co = by_node[reply.metadata.src_node_id]
             if reply.has_error():
                 outcome.failures.append(f"client {co.client}: evaluation failed: "
-                                        f"{reply.error.reason}")
+                                        f"{readable_error(reply.error.reason)}")
                 continue
             try:
                 scores = msg.read_scores_reply(reply.content)
@@ -314,3 +331,9 @@ def main(grid: Grid, context: Context) -> None:
     server(grid, context)
     table = report_rounds(server.rounds, spec, settings["out"], time.perf_counter() - started)
     print(table, flush=True)
+    if not any(co.scores is not None or co.kept for r in server.rounds
+               for co in r.clients.values()):
+        # a run where no client was evaluated failed: say so, and fail the Flower run
+        failures = [f for r in server.rounds for f in r.failures][:5]
+        raise ThreedglError("no client was evaluated" +
+                            (": " + "; ".join(failures) if failures else ""))
