@@ -292,3 +292,33 @@ def test_the_parts_import_no_cycle_and_no_paper() -> None:
         assert used - {"flower"} <= allowed, (name, used - allowed)
     for path in root.rglob("*.py"):
         assert len(path.read_text(encoding="utf-8").splitlines()) <= 500, path
+
+
+def test_a_client_that_cannot_judge_takes_every_pool_row() -> None:
+    """Label skew: a client with fewer than MIN_JUDGE_ROWS rows of a class cannot rank
+    classifiers on it, so its size sweep's choice is replaced by every sampled pool row
+    and its class mix is the released one; a client with enough of each class keeps its
+    sweep's choice."""
+    ds = datasets.load("titanic")
+    frame = ds.frame.sample(frac=1.0, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gen = DPMarginals(random_state=0).fit(frame.iloc[:600], target=ds.target,
+                                             schema=ds.schema)
+    pool = GeneratorsPool([gen])
+    synthetic = pool.sample(3000, balanced=True, random_state=0)
+    skewed = pd.concat([frame[frame[ds.target] == "0"].iloc[:60],
+                        frame[frame[ds.target] == "1"].iloc[:4]])
+    mixed = frame.iloc[600:700]
+    assert not scen_mod.can_judge(skewed, ds.schema) and scen_mod.can_judge(mixed, ds.schema)
+    for client, judged in ((skewed, False), (mixed, True)):
+        sel = scen_mod.select_on_own_data(client, synthetic, synthetic, ds.schema,
+                                          ds.positive_label, FAST, 0)
+        if judged:
+            assert sel.pool_sweep.best_size in sel.pool_sweep.sizes
+        else:
+            assert sel.pool_sweep.best_size == sel.own_sweep.best_size == len(synthetic)
+    table = scen_mod.sample_class_mix(pool, 1000, 1, 2, skewed, ds.schema, ds.positive_label,
+                                      EvaluationOptions())
+    released = pool.sample(1000, balanced=False, random_state=1)[ds.target].value_counts()
+    assert table[ds.target].value_counts().to_dict() == released.to_dict()

@@ -334,5 +334,11 @@ def test_prv_records_are_verified_within_a_bounded_cost(tmp_path: Path) -> None:
     check_verification_cost([many[0]] * 50)  # identical records are verified once
     with pytest.raises(PrivacyError, match=f"{MAX_PRV_POINTS_PER_FILE:,} per file"):
         check_verification_cost(many)
+    # cheap records still cost their set-up: at most 10 distinct ones per file, counted
+    # before any grid is computed
+    tiny = {**base, "noise_multiplier": 2.0, "sample_rate": 0.5, "steps": 1}
+    eleven = [PrivacyRecord.from_dict({**tiny, "max_grad_norm": 1.0 + i}) for i in range(11)]
+    with pytest.raises(PrivacyError, match="11 distinct PRV records, above the limit of 10"):
+        check_verification_cost(eleven)
     assert time.process_time() - t0 < 2.0
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # KiB

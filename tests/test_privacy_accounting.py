@@ -231,3 +231,31 @@ def test_a_prv_history_with_a_huge_grid_is_refused_before_the_accountant_runs() 
     sigma = calibrate_noise_multiplier(1.9, 1e-5, 0.08, 10_000, "prv")
     assert prv_grid_points([(sigma, 0.08, 10_000)], 1e-5) <= MAX_PRV_POINTS
     assert compute_epsilon(sigma, 0.08, 10_000, 1e-5, "prv") <= 1.9
+
+
+@pytest.mark.slow
+def test_calibration_stops_at_the_prv_grid_limit_with_a_warning() -> None:
+    """A target so loose that the grid, not ε, sets the least noise: calibration used to
+    search 200 steps (150 s) and fail; it returns the grid's σ (ε below the target) and
+    says so."""
+    import warnings
+
+    from threedgl.privacy.accounting import MAX_PRV_POINTS, prv_grid_points
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sigma = calibrate_noise_multiplier(100.0, 1e-4, 0.5, 3000, "prv")
+    assert any("grid limit" in str(w.message) for w in caught)
+    assert prv_grid_points([(sigma, 0.5, 3000)], 1e-4) <= MAX_PRV_POINTS
+    assert compute_epsilon(sigma, 0.5, 3000, 1e-4, "prv") < 100.0
+
+
+def test_composing_many_prv_trainings_falls_back_to_rdp() -> None:
+    """A ledger of PRV trainings whose composed grid is too large is composed with RDP
+    (an upper bound at any cost) instead of failing."""
+    from threedgl.privacy.record import PrivacyRecord, compose_epsilon
+
+    record = PrivacyRecord(1.0, 0.01, 10_000, 1.0, "prv", 1e-5,
+                           compute_epsilon(1.0, 0.01, 10_000, 1e-5, "prv"))
+    both = compose_epsilon([record, record], 1e-5, "prv")
+    assert both == pytest.approx(compose_epsilon([record, record], 1e-5, "rdp"))

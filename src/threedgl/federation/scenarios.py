@@ -19,6 +19,11 @@ scenario            what                                                   basel
 ``centralized``     LR on all train rows → test (upper bound)               ``local_test``
 ==================  =====================================================  =============
 
+**Label skew.** A client whose own rows hold fewer than ``MIN_JUDGE_ROWS`` (10) rows of
+some class cannot rank classifiers on that class: its sweeps' choice is replaced by every
+pool row it sampled, and its class mix is the released one (the federation's, as the
+pool releases it) rather than one chosen on its rows. Nothing reads the test set.
+
 The cross-validation uses 10 stratified folds (``cv_folds``), fewer — down to 2 — when the
 client's smallest class has fewer rows, so that every validation fold can hold every
 class; per-fold scores are averaged (AUC ignoring folds where it is undefined).
@@ -40,7 +45,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -135,6 +140,23 @@ class EvaluationOptions:
 
 CLASS_MIXES = ("select", "balanced", "released")
 
+#: A client whose own rows hold fewer than this many rows of some class cannot rank
+#: classifiers on that class (label skew): it then takes every pool row it sampled instead
+#: of the size its rows would pick, and the released class mix (the federation's, as the
+#: pool releases it) instead of choosing one on its rows. The test set plays no part.
+MIN_JUDGE_ROWS = 10
+
+
+def can_judge(client_df: pd.DataFrame, schema: Schema) -> bool:
+    """Whether the client's own rows hold at least :data:`MIN_JUDGE_ROWS` of every class."""
+    counts = client_df[schema.target].astype(str).value_counts()
+    return all(int(counts.get(str(label), 0)) >= MIN_JUDGE_ROWS for label in schema.labels)
+
+
+def _all_rows(sweep: SweepResult, table: pd.DataFrame) -> SweepResult:
+    """``sweep`` with every row of ``table`` chosen (a client that cannot judge)."""
+    return replace(sweep, best_size=len(table), best_score=math.nan)
+
 # -- per-client evaluation ---------------------------------------------------------------------------
 Scores = dict[str, float]
 
@@ -215,11 +237,16 @@ def select_on_own_data(
     folds = cv_splits(client_df[schema.target], options.cv_folds, random_state)
     local_cv = _cv_scores(client_df, folds, schema, positive_label)
     pool_sweep = size_sweep(pool_synthetic, client_df, schema, **sweep_kw)
+    judge = can_judge(client_df, schema)
+    if not judge:
+        pool_sweep = _all_rows(pool_sweep, pool_synthetic)
     fold_fold = _scores(
         utility_scores(pool_sweep.best_prefix(pool_synthetic), client_df, schema,
                        positive_label=positive_label)
     )
     own_sweep = size_sweep(own_synthetic, client_df, schema, **sweep_kw)
+    if not judge:
+        own_sweep = _all_rows(own_sweep, own_synthetic)
 
     rpp_folds = cv_splits(client_df[schema.target], options.rpp_cv_folds, random_state)
     rpp_base = _cv_scores(client_df, rpp_folds, schema, positive_label)[options.metric]
@@ -303,6 +330,8 @@ def sample_class_mix(
     mix of ``options.class_mix`` ("select": the mix whose size sweep scores better on the
     client's own rows; never the test set)."""
     mixes = ("balanced", "released") if options.class_mix == "select" else (options.class_mix,)
+    if options.class_mix == "select" and not can_judge(client_df, schema):
+        mixes = ("released",)  # its rows cannot choose: the federation's released mix
     best: tuple[float, pd.DataFrame] | None = None
     for mix in mixes:
         table = interleave_classes(

@@ -149,17 +149,32 @@ def calibrated_sample(
     stats = federation_marginals(pool)
     schema = pool.schema
     candidates = pool.sample(int(n) * int(oversample), balanced=balanced, random_state=rng)
-    labels = [lab for lab in pool.labels if lab in stats.histograms]
+    labels = list(pool.labels)
+    unmeasured = [lab for lab in labels if lab not in stats.histograms]
+    if unmeasured:
+        import warnings
+
+        warnings.warn(f"class label(s) {unmeasured!r} come only from generators that store no "
+                      "DP measurements: their rows are drawn from the pool unraked",
+                      UserWarning, stacklevel=2)
     if balanced:
         sizes = class_counts(int(n), [1.0] * len(labels))
     else:
-        sizes = class_counts(int(n), [max(stats.counts[lab], 0.0) for lab in labels])
+        shares = pool.allocation(int(n), balanced=False)  # for classes nobody measured
+        sizes = class_counts(int(n), [
+            max(stats.counts[lab], 0.0) if lab in stats.counts else
+            float(sum(a[g.labels_.index(lab)] for a, g in zip(shares, pool.generators,
+                                                              strict=True) if lab in g.labels_))
+            for lab in labels])
     grid = stats.discretizer
     frames = []
     for label, size in zip(labels, sizes, strict=True):
         rows = candidates if schema.target is None else candidates[
             candidates[schema.target].astype(str) == str(label)]
         if not len(rows) or not size:
+            continue
+        if label not in stats.histograms:  # unmeasured: the pool's rows as they come
+            frames.append(rows.iloc[rng.choice(len(rows), size=size, replace=True)])
             continue
         codes = grid.codes(grid.encoder.encode_valid(rows))
         targets: list[np.ndarray | None] = []

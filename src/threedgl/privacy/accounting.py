@@ -32,6 +32,7 @@ does it (a test compares the two). Only the PRV accountant imports ``opacus`` it
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import math
 import sys
@@ -152,6 +153,14 @@ def _prv_epsilon(history: list[tuple[float, float, int]], delta: float) -> float
 
 
 def prv_grid_points(history: list[tuple[float, float, int]], delta: float) -> int:
+    """The number of points on which the PRV accountant would discretise ``history``
+    (cached: see :func:`_prv_grid_points`)."""
+    return _prv_grid_points(tuple((float(s), float(q), int(t)) for s, q, t in history),
+                            float(delta))
+
+
+@functools.lru_cache(maxsize=1024)
+def _prv_grid_points(history: tuple[tuple[float, float, int], ...], delta: float) -> int:
     """The number of points on which the PRV accountant would discretise ``history``.
 
     The same domain as :meth:`opacus.accountants.PRVAccountant._get_domain` (its size from
@@ -253,9 +262,12 @@ def calibrate_noise_multiplier(
     _check("sample_rate", sample_rate, low=0, high=1, high_inclusive=True)
     _check_steps(steps)
 
+    grid_refused: list[float] = []  # σ's whose PRV grid was above MAX_PRV_POINTS
+
     def eps(sigma: float) -> float:
         history = [(sigma, float(sample_rate), steps)]
         if accountant == "prv" and prv_grid_points(history, delta) > MAX_PRV_POINTS:
+            grid_refused.append(sigma)
             return math.inf  # a small σ whose PRV grid is too large: more noise is needed
         return _epsilon_of_history(history, delta, accountant)
 
@@ -283,6 +295,15 @@ def calibrate_noise_multiplier(
     eps_hi = eps(hi)
     for _ in range(200):
         if eps_hi >= lower_ok:
+            return hi
+        if grid_refused and max(grid_refused) >= lo and hi - lo <= 1e-3 * hi:
+            # The PRV grid's limit, not the target, sets the least noise: ε(hi) is below
+            # the target (more private than asked); say so rather than search forever.
+            warnings.warn(
+                f"the PRV accountant's grid limit ({MAX_PRV_POINTS:,} points) needs "
+                f"noise_multiplier >= {hi:.4g}, where epsilon is {eps_hi:.4g} (asked "
+                f"{target_epsilon!r}): more noise than needed; accountant 'rdp' has no such "
+                "limit", UserWarning, stacklevel=2)
             return hi
         mid = 0.5 * (lo + hi)
         eps_mid = eps(mid)

@@ -54,6 +54,9 @@ MIN_RECORD_DELTA = 1e-300
 #: of verifying a file is bounded whatever its number of class models (under 1 s of CPU;
 #: the paper-mode trainings of the bundled datasets need 50,000-300,000 points each).
 MAX_PRV_POINTS_PER_FILE = MAX_PRV_POINTS
+#: What a PRV record is charged at least (its fixed cost, as grid points): at most 10
+#: distinct PRV records per file.
+MIN_PRV_CHARGE = 100_000
 
 #: Optional fields of a record composed at a fixed Rényi order (DDP-βVAE's default mode).
 ANCHOR_FIELDS = ("rdp_order", "count_noise_multiplier", "marginals_noise_multiplier")
@@ -254,15 +257,22 @@ def check_verification_cost(records: Iterable[PrivacyRecord]) -> None:
     """Refuse records whose verification would cost more than a file may (before any runs).
 
     RDP records cost a few milliseconds each whatever their steps; a PRV record's cost is
-    its grid (:func:`~threedgl.privacy.accounting.prv_grid_points`), each at most
-    :data:`~threedgl.privacy.accounting.MAX_PRV_POINTS` and, summed over a file's distinct
-    records, at most :data:`MAX_PRV_POINTS_PER_FILE`.
+    its grid (:func:`~threedgl.privacy.accounting.prv_grid_points`), at least
+    :data:`MIN_PRV_CHARGE` points for its fixed cost (the grid's own RDP bound and the
+    accountant's set-up), each at most :data:`~threedgl.privacy.accounting.MAX_PRV_POINTS`
+    and, summed over a file's distinct records, at most :data:`MAX_PRV_POINTS_PER_FILE`.
+    The number of distinct PRV records is checked before any grid is computed.
     """
+    distinct = [r for r in dict.fromkeys(records)  # identical records are verified once
+                if r.accountant == "prv" and r.noise_multiplier != 0]
+    most = MAX_PRV_POINTS_PER_FILE // MIN_PRV_CHARGE
+    if len(distinct) > most:
+        raise PrivacyError(
+            f"the file holds {len(distinct)} distinct PRV records, above the limit of {most} "
+            "per file (each costs about 0.1 s or more to verify); train with accountant 'rdp'")
     total = 0
-    for record in dict.fromkeys(records):  # identical records are verified once (cached)
-        if record.accountant != "prv" or record.noise_multiplier == 0:
-            continue
-        total += prv_grid_points(record.history(), record.delta)
+    for record in distinct:
+        total += max(MIN_PRV_CHARGE, prv_grid_points(record.history(), record.delta))
         if total > MAX_PRV_POINTS_PER_FILE:
             raise PrivacyError(
                 f"verifying these PRV records would discretise {total:,}+ points in all, "
@@ -296,6 +306,9 @@ def compose_epsilon(
     orders = {r.rdp_order for r in records if r.rdp_order is not None}
     if not orders:
         history = [triple for r in records for triple in r.history()]
+        if (accountant == "prv" and all(sigma > 0 for sigma, _, _ in history)
+                and prv_grid_points(history, delta) > MAX_PRV_POINTS):
+            accountant = "rdp"  # many trainings composed: RDP's upper bound, at any cost
         return _epsilon_of_history(history, delta, accountant)
     if any(math.isinf(r.epsilon) for r in records):
         return math.inf

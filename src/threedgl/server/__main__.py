@@ -10,14 +10,24 @@ from threedgl.errors import ThreedglError
 from threedgl.server.run import serve
 
 
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer in [0, 65535], got {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"must be an integer in [0, 65535], got {port}")
+    return port
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m threedgl.server",
                                      description="Run the threedgl Global Server.")
     parser.add_argument("--db", help="database URL (default: SQLite in --storage; env "
                         "THREEDGL_DB_URL), e.g. postgresql+psycopg://user@host/db")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    parser.add_argument("--port", type=int, default=8000, choices=range(65536),
-                        metavar="PORT", help="port to listen on (0-65535)")
+    parser.add_argument("--port", type=_port, default=8000, metavar="PORT",
+                        help="port to listen on (0-65535)")
     parser.add_argument("--dev", action="store_true",
                         help="development mode: generate and print an admin token if none is set")
     parser.add_argument("--storage", type=Path, help="directory of the default SQLite database")

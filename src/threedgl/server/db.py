@@ -123,27 +123,32 @@ def _migrate_2_to_3(engine: Engine) -> None:
     """
     from sqlalchemy import text
 
-    with engine.begin() as conn:
-        duplicates = conn.execute(text(
-            "SELECT g.id, g.weights_sha256, c.name, f.name FROM threedgl_generators g "
-            "JOIN threedgl_clients c ON c.id = g.client_id "
-            "JOIN threedgl_federations f ON f.id = c.federation_id "
-            "WHERE g.weights_sha256 IS NOT NULL AND g.id > (SELECT MIN(h.id) FROM "
-            "threedgl_generators h WHERE h.weights_sha256 = g.weights_sha256) ORDER BY g.id"
-        )).all()
-        for row_id, weights, client, federation in duplicates:
-            _log.warning(
-                "migration to server schema 3: generator %d of client '%s' in federation "
-                "'%s' holds weights (sha256 %s…) stored earlier by another upload; its hash "
-                "is cleared so the unique index can be built (review the client)",
-                row_id, client, federation, str(weights)[:12])
-            conn.execute(text("UPDATE threedgl_generators SET weights_sha256 = NULL "
-                              "WHERE id = :i"), {"i": row_id})
-        conn.exec_driver_sql("DROP INDEX ix_threedgl_generators_weights_sha256")
-        conn.exec_driver_sql(
-            "CREATE UNIQUE INDEX ix_threedgl_generators_weights_sha256 "
-            "ON threedgl_generators (weights_sha256)")
-        conn.execute(text("UPDATE threedgl_schema_version SET version = 3"))
+    with engine.connect() as conn:
+        conn.execution_options(**{WRITE_OPTION: True})  # SQLite: BEGIN IMMEDIATE
+        with conn.begin():
+            if engine.dialect.name == "postgresql":  # no insert between the check and the index
+                conn.exec_driver_sql(
+                    "LOCK TABLE threedgl_generators IN SHARE ROW EXCLUSIVE MODE")
+            duplicates = conn.execute(text(
+                "SELECT g.id, g.weights_sha256, c.name, f.name FROM threedgl_generators g "
+                "JOIN threedgl_clients c ON c.id = g.client_id "
+                "JOIN threedgl_federations f ON f.id = c.federation_id "
+                "WHERE g.weights_sha256 IS NOT NULL AND g.id > (SELECT MIN(h.id) FROM "
+                "threedgl_generators h WHERE h.weights_sha256 = g.weights_sha256) ORDER BY g.id"
+            )).all()
+            for row_id, weights, client, federation in duplicates:
+                _log.warning(
+                    "migration to server schema 3: generator %d of client '%s' in federation "
+                    "'%s' holds weights (sha256 %s…) stored earlier by another upload; its hash "
+                    "is cleared so the unique index can be built (review the client)",
+                    row_id, client, federation, str(weights)[:12])
+                conn.execute(text("UPDATE threedgl_generators SET weights_sha256 = NULL "
+                                  "WHERE id = :i"), {"i": row_id})
+            conn.exec_driver_sql("DROP INDEX ix_threedgl_generators_weights_sha256")
+            conn.exec_driver_sql(
+                "CREATE UNIQUE INDEX ix_threedgl_generators_weights_sha256 "
+                "ON threedgl_generators (weights_sha256)")
+            conn.execute(text("UPDATE threedgl_schema_version SET version = 3"))
 
 
 #: Migrations by the version they start from; each brings the database one version up.

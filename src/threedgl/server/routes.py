@@ -293,7 +293,7 @@ def list_pool(client: ContributorDep, session: SessionDep) -> PoolPublic:
     federation = client.federation
     members = crud.pool(session, federation)
     session.commit()  # release the connection before the answer is sent
-    rows = [{str(m.get("label")): m.get("rows") for m in g.manifest.get("models", [])}
+    rows = [{str(m.get("label")): m.get("rows", 1) for m in g.manifest.get("models", [])}
             for _, g in members]
     labels = list(dict.fromkeys(label for r in rows for label in r))
     shares = class_shares(rows, labels)
