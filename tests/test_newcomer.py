@@ -250,3 +250,23 @@ def test_fit_takes_a_schema_file(tmp_path: Path, small: tuple[Path, Path]) -> No
     by_path = DPMarginals(random_state=0).fit(df, schema=str(schema_path), ledger=False)
     by_value = DPMarginals(random_state=0).fit(df, schema=Schema.read(schema_path), ledger=False)
     assert by_path.schema_ == by_value.schema_ == Schema.read(schema_path)
+
+
+@pytest.mark.parametrize(("url", "words"), [
+    ("postgres://postgres@127.0.0.1:5432/test", "write postgresql+psycopg://"),
+    pytest.param("postgresql+psycopg://postgres@127.0.0.1:5432/threedgl_no_such_database",
+                 "create it first, e.g. createdb threedgl_no_such_database",
+                 marks=pytest.mark.postgres),
+])
+def test_database_urls_get_a_hint(tmp_path: Path, url: str, words: str) -> None:
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("THREEDGL_")}
+    env["THREEDGL_ADMIN_TOKEN"] = "a-real-admin-secret-0123456789abcdefghijkl"
+    r = subprocess.run([sys.executable, "-m", "threedgl.cli.main", "server", "--db", url,
+                        "--port", "0"], capture_output=True, text=True, timeout=60, env=env,
+                       cwd=tmp_path)
+    assert r.returncode == 2, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and words in lines[0], r.stderr
