@@ -15,7 +15,7 @@ from rich.table import Table
 if TYPE_CHECKING:
     from threedgl.schema.columns import NanPolicy
 
-from threedgl.cli._common import EncodingOpt, console, user_errors
+from threedgl.cli._common import EncodingOpt, console, err_console, user_errors
 
 
 def attack(
@@ -60,14 +60,16 @@ def attack(
         non_member_df = apply_nan_policy(read_table(non_members, encoding), policy)
         reference_df = (apply_nan_policy(read_table(reference, encoding), policy)
                         if reference is not None else None)
-        results = run_attacks(
-            gen,
-            member_df,
-            non_member_df,
-            reference_df,
-            n_synthetic=n_synthetic,
-            random_state=seed,
-        )
+        with err_console.status("attacking: sampling, then DCR, density ratio and "
+                                "discriminator, with bootstrap intervals"):
+            results = run_attacks(
+                gen,
+                member_df,
+                non_member_df,
+                reference_df,
+                n_synthetic=n_synthetic,
+                random_state=seed,
+            )
         if json_out is not None:
             payload = {name: r.to_dict() for name, r in results.items()}
             atomic_write_text(json_out, json.dumps(payload, indent=2) + "\n")
@@ -172,13 +174,11 @@ def audit(
 
         with progress_bar() as bar, warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            tasks: dict[int, object] = {}
+            from types import SimpleNamespace
 
-            def progress(k: int, epoch: int, eps: float) -> None:
-                if k not in tasks:
-                    tasks[k] = bar.add_task(f"class {k}", total=None, status="")
-                bar.update(tasks[k], completed=epoch,  # type: ignore[arg-type]
-                           status=f"epoch {epoch}, ε spent {eps:.3f}")
+            from threedgl.cli.generator import ClassBars
+
+            progress = ClassBars(bar, SimpleNamespace(schema_=schema), None)
 
             result, gen = audit_generator(make, frame, schema, canaries=canaries,
                                           confidence=confidence, random_state=seed,
