@@ -55,6 +55,7 @@ def test_the_federation_block_runs_as_pasted(tmp_path: Path) -> None:
     log = (tmp_path / "server.log").read_text(encoding="utf-8")
     assert result.returncode == 0, result.stderr + log
     assert f"threedgl server ready on http://127.0.0.1:{port}" in log
+    assert "No such file" not in result.stderr  # the wait does not race the log's creation
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     # the one refusal the block shows on purpose: the pool before contributing
     assert len(errors) == 1 and "contribut" in errors[0], result.stderr

@@ -120,7 +120,14 @@ class FittedTable:
             yield Text(" — ".join(c for c in row[:heading] if c), style="bold")
             pairs = [f"{name}={value}" for name, value in
                      zip(self.columns[heading:], row[heading:], strict=True) if value]
-            yield Text("    " + "   ".join(pairs))
+            line = ""
+            for pair in pairs:  # packed into lines, a pair never split across two
+                if line and 4 + len(line) + 3 + len(pair) > options.max_width:
+                    yield Text("    " + line)
+                    line = ""
+                line = f"{line}   {pair}" if line else pair
+            if line:
+                yield Text("    " + line)
 
 
 def _numeric(rows: list[list[str]], j: int) -> bool:
