@@ -25,6 +25,8 @@ import pandas as pd
 
 MARKERS = {"table_ii": "table-ii", "table_ii_hgb": "table-ii-hgb", "table_iii": "table-iii"}
 CELL = re.compile(r"^\s*(-?[\d.]+) ± ([\d.]+)")
+#: A run's cell: ``mean ± std``, or ``mean`` alone (one seed: no spread measured).
+RUN_CELL = re.compile(r"^\s*(-?[\d.]+)(?: ± ([\d.]+))?(?:\s|$)")
 
 
 def readme_table(readme: str, marker: str) -> pd.DataFrame:
@@ -40,15 +42,17 @@ def readme_table(readme: str, marker: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=head)
 
 
-def cells(df: pd.DataFrame) -> dict[tuple[str, str, str], tuple[float, float]]:
+def cells(df: pd.DataFrame, pattern: re.Pattern[str] = CELL
+          ) -> dict[tuple[str, str, str], tuple[float, float]]:
     out = {}
     for _, row in df.iterrows():
         for col in df.columns:
             if col in ("dataset", "source"):
                 continue
-            m = CELL.match(str(row[col]))
+            m = pattern.match(str(row[col]))
             if m:
-                out[(row["dataset"], row["source"], col)] = (float(m.group(1)), float(m.group(2)))
+                out[(row["dataset"], row["source"], col)] = (float(m.group(1)),
+                                                             float(m.group(2) or 0.0))
     return out
 
 
@@ -67,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{path}: missing, skipped")
             continue
         before = cells(readme_table(readme, marker))
-        after = cells(pd.read_csv(path, dtype=str).fillna(""))
+        after = cells(pd.read_csv(path, dtype=str).fillna(""), RUN_CELL)
         for cell, (mean0, std0) in before.items():
             if cell not in after:
                 continue

@@ -282,6 +282,10 @@ def test_a_deployed_clients_scores_stay_unless_the_run_shares_them() -> None:
     text = server_app.report_rounds([shared], msg.RoundSpec(**{**spec.__dict__,
                                                               "share_scores": True}), "")
     assert "not cover them" in text
+    assert "split `stratified`" in text  # a simulation splits the bundled table
+    deployed = msg.RoundSpec(**{**spec.__dict__, "share_scores": True, "data": None})
+    text = server_app.report_rounds([shared], deployed, "")  # the nodes' own CSVs
+    assert "stratified" not in text and "each node's own data-path" in text
     got, _ = server_app.spec_from_run_config({"dataset": "titanic", "share-scores": True})
     assert got.share_scores is True
     with pytest.raises(ThreedglError, match="share-scores"):

@@ -193,7 +193,8 @@ def test_server_refuses_weak_admin_secret(token: str | None, words: str, tmp_pat
 
 
 def test_cli_server_command_dev_mode(tmp_path: Path) -> None:
-    """`3dgl server --dev` without a secret generates one, prints it, and it works."""
+    """`3dgl server --dev` without a secret generates one, prints it, and says when it is
+    ready: the first request after the ready line is answered (no retry)."""
     import time
 
     import httpx
@@ -221,21 +222,20 @@ def test_cli_server_command_dev_mode(tmp_path: Path) -> None:
     try:
         assert proc.stdout is not None
         token = None
+        ready = ""
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and token is None:
+        while time.monotonic() < deadline and not ready:
             line = proc.stdout.readline()
             if "generated admin token:" in line:
                 token = line.rsplit(":", 1)[1].strip()
+            if line.startswith("threedgl server ready on "):
+                ready = line.split(" on ", 1)[1].strip()
         assert token
-        while time.monotonic() < deadline:
-            try:
-                r = httpx.get(
-                    f"http://127.0.0.1:{port}/api/v1/federations/none",
-                    headers={"Authorization": f"Bearer {token}"},
-                )
-                break
-            except httpx.HTTPError:
-                time.sleep(0.1)
+        assert ready == f"http://127.0.0.1:{port}"
+        r = httpx.get(
+            f"{ready}/api/v1/federations/none",
+            headers={"Authorization": f"Bearer {token}"},
+        )
         assert r.status_code == 404
         assert (tmp_path / "state" / "threedgl-server.db").exists()
     finally:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import NoReturn
 
 import typer
-from rich.console import Console
+from rich.console import Console, ConsoleOptions, RenderResult
 from rich.markup import escape
 from rich.progress import (
     BarColumn,
@@ -21,8 +22,15 @@ from rich.table import Table
 
 from threedgl.errors import ThreedglError
 
-# Wide tables stay readable when the output is a file or a pipe (rich assumes 80 columns).
-console = Console(width=None if sys.stdout.isatty() else 220)
+#: ``--encoding``: the text encoding of the CSV files a command reads.
+EncodingOpt = typer.Option(
+    None, "--encoding", help="Text encoding of the CSV file(s) (default utf-8), e.g. latin-1.",
+    show_default=False,
+)
+
+# A file or a pipe gets 100 columns (or $COLUMNS), a terminal its own width; a table wider
+# than that is stacked (one block per row) instead of wrapped (see frame_table).
+console = Console(width=None if sys.stdout.isatty() else int(os.environ.get("COLUMNS") or 0) or 100)
 err_console = Console(stderr=True)
 
 
@@ -65,21 +73,69 @@ def progress_bar(transient: bool = False) -> Progress:
     )
 
 
-def frame_table(df, title: str | None = None, floatfmt: str = "{:.2f}", compact: bool = False) -> Table:  # type: ignore[no-untyped-def]
-    """A rich table from a DataFrame (``compact``: light borders, one space of padding)."""
+def frame_table(df, title: str | None = None, floatfmt: str = "{:.2f}", compact: bool = False) -> FittedTable:  # type: ignore[no-untyped-def]
+    """A rich table from a DataFrame (``compact``: light borders, one space of padding),
+    shown as a table when it fits the console's width and stacked otherwise."""
     from rich import box
 
     table = Table(title=title, show_lines=False, box=box.SIMPLE_HEAD if compact else box.HEAVY_HEAD,
                   padding=(0, 1), title_justify="left" if compact else "center")
+    cells: list[list[str]] = []
     for col in df.columns:
         table.add_column(str(col), justify="right" if df[col].dtype.kind in "iuf" else "left")
     for _, row in df.iterrows():
-        cells = []
+        line = []
         for col in df.columns:
             v = row[col]
             if isinstance(v, float):
-                cells.append("" if v != v else floatfmt.format(v))
+                line.append("" if v != v else floatfmt.format(v))
             else:
-                cells.append(str(v))
-        table.add_row(*cells)
-    return table
+                line.append(str(v))
+        table.add_row(*line)
+        cells.append(line)
+    return FittedTable(table, [str(c) for c in df.columns], cells, title)
+
+
+class FittedTable:
+    """A table that fits the width it is printed in: as a table when its natural width
+    fits, else stacked, one block per row (its first cells as a heading, then each other
+    column as ``name value``), so that nothing is cut or wrapped inside a cell."""
+
+    def __init__(self, table: Table, columns: list[str], rows: list[list[str]],
+                 title: str | None) -> None:
+        self.table, self.columns, self.rows, self.title = table, columns, rows, title
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        from rich.measure import Measurement
+        from rich.text import Text
+
+        natural = Measurement.get(console, options.update_width(100_000), self.table).maximum
+        if natural <= options.max_width:
+            yield self.table
+            return
+        if self.title:
+            yield Text(self.title, style="bold")
+        heading = 2 if len(self.columns) > 2 and not _numeric(self.rows, 1) else 1
+        for row in self.rows:
+            yield Text(" — ".join(c for c in row[:heading] if c), style="bold")
+            pairs = [f"{name}={value}" for name, value in
+                     zip(self.columns[heading:], row[heading:], strict=True) if value]
+            line = ""
+            for pair in pairs:  # packed into lines, a pair never split across two
+                if line and 4 + len(line) + 3 + len(pair) > options.max_width:
+                    yield Text("    " + line)
+                    line = ""
+                line = f"{line}   {pair}" if line else pair
+            if line:
+                yield Text("    " + line)
+
+
+def _numeric(rows: list[list[str]], j: int) -> bool:
+    def number(text: str) -> bool:
+        try:
+            float(text)
+        except ValueError:
+            return text == ""
+        return True
+
+    return all(number(r[j]) for r in rows if len(r) > j)

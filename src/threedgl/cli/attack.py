@@ -6,12 +6,16 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from threedgl.cli._common import console, user_errors
+if TYPE_CHECKING:
+    from threedgl.schema.columns import NanPolicy
+
+from threedgl.cli._common import EncodingOpt, console, err_console, user_errors
 
 
 def attack(
@@ -35,6 +39,8 @@ def attack(
         min=2,
         help="Synthetic rows to sample (default 5 × max(members, 1000)).",
     ),
+    drop_missing: bool = typer.Option(False, "--drop-missing", help="Drop rows with missing values instead of failing."),
+    encoding: str | None = EncodingOpt,
 ) -> None:
     """Attack a generator: DCR, DOMIAS-style density ratio and LOGAN-style discriminator.
 
@@ -44,21 +50,26 @@ def attack(
     from threedgl.evaluation.attacks import run_attacks
     from threedgl.model.registry import load_generator
     from threedgl.schema import read_table
+    from threedgl.schema.conform import apply_nan_policy
     from threedgl.schema.io import atomic_write_text
 
     with user_errors():
         gen = load_generator(generator)
-        member_df = read_table(members)
-        non_member_df = read_table(non_members)
-        reference_df = read_table(reference) if reference is not None else None
-        results = run_attacks(
-            gen,
-            member_df,
-            non_member_df,
-            reference_df,
-            n_synthetic=n_synthetic,
-            random_state=seed,
-        )
+        policy: NanPolicy = "drop" if drop_missing else "error"
+        member_df = apply_nan_policy(read_table(members, encoding), policy)
+        non_member_df = apply_nan_policy(read_table(non_members, encoding), policy)
+        reference_df = (apply_nan_policy(read_table(reference, encoding), policy)
+                        if reference is not None else None)
+        with err_console.status("attacking: sampling, then DCR, density ratio and "
+                                "discriminator, with bootstrap intervals"):
+            results = run_attacks(
+                gen,
+                member_df,
+                non_member_df,
+                reference_df,
+                n_synthetic=n_synthetic,
+                random_state=seed,
+            )
         if json_out is not None:
             payload = {name: r.to_dict() for name, r in results.items()}
             atomic_write_text(json_out, json.dumps(payload, indent=2) + "\n")
@@ -163,13 +174,11 @@ def audit(
 
         with progress_bar() as bar, warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            tasks: dict[int, object] = {}
+            from types import SimpleNamespace
 
-            def progress(k: int, epoch: int, eps: float) -> None:
-                if k not in tasks:
-                    tasks[k] = bar.add_task(f"class {k}", total=None, status="")
-                bar.update(tasks[k], completed=epoch,  # type: ignore[arg-type]
-                           status=f"epoch {epoch}, ε spent {eps:.3f}")
+            from threedgl.cli.generator import ClassBars
+
+            progress = ClassBars(bar, SimpleNamespace(schema_=schema), None)
 
             result, gen = audit_generator(make, frame, schema, canaries=canaries,
                                           confidence=confidence, random_state=seed,

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import typer
 
-from threedgl.cli._common import console, frame_table, user_errors, warn
+from threedgl.cli._common import EncodingOpt, console, frame_table, user_errors, warn
 
 datasets_app = typer.Typer(help="The five bundled datasets, prepared as the paper did.", no_args_is_help=True)
 schema_app = typer.Typer(help="The public schema: the federation's protocol.", no_args_is_help=True)
@@ -46,16 +47,24 @@ def schema_infer(
     target: str | None = typer.Option(None, "--target", "-t", help="The class column."),
     output: Path = typer.Option(..., "-o", "--output", help="Where to write schema.json."),
     categorical: list[str] = typer.Option([], "--categorical", help="Treat this numeric column as categorical (repeatable)."),
+    numeric: list[str] = typer.Option([], "--numeric", help="Treat this text column as numeric: bounds from the values that are numbers ('1,234' read as 1234); training refuses the others (repeatable)."),
     log_scale: list[str] = typer.Option([], "--log-scale", help="Declare this numeric column skewed: binned generators cut it in log steps (repeatable)."),
     drop_missing: bool = typer.Option(False, "--drop-missing", help="Drop rows with missing values instead of failing."),
+    encoding: str | None = EncodingOpt,
 ) -> None:
     """Infer a schema from a table. Bounds and categories inferred from private data are not private."""
     from threedgl.schema import infer_schema, read_table
     from threedgl.schema.conform import apply_nan_policy
 
     with user_errors():
-        df = apply_nan_policy(read_table(data), "drop" if drop_missing else "error")
-        schema = infer_schema(df, target=target, categorical=categorical, log_scale=log_scale)
+        df = read_table(data, encoding)
+        if numeric:  # its text values are not missing values: they are left out of the bounds
+            kept = df[[c for c in df.columns if c not in numeric]]
+            df = df.loc[apply_nan_policy(kept, "drop" if drop_missing else "error").index]
+        else:
+            df = apply_nan_policy(df, "drop" if drop_missing else "error")
+        schema = infer_schema(df, target=target, categorical=categorical, numeric=numeric,
+                              log_scale=log_scale)
         schema.write(output)
     warn(
         "bounds and categories inferred from private data are functions of that data and are "
@@ -69,14 +78,19 @@ def schema_validate(
     data: Path = typer.Argument(..., help="CSV or Parquet file."),
     schema_path: Path = typer.Option(..., "--schema", "-s", help="schema.json"),
     drop_missing: bool = typer.Option(False, "--drop-missing", help="Drop rows with missing values instead of failing."),
+    encoding: str | None = EncodingOpt,
 ) -> None:
     """Check that a table fits a schema."""
     from threedgl.schema import Schema, read_table
 
     with user_errors():
         schema = Schema.read(schema_path)
-        df = read_table(data)
-        valid = schema.validate(df, nan_policy="drop" if drop_missing else "error")
+        df = read_table(data, encoding)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            valid = schema.validate(df, nan_policy="drop" if drop_missing else "error")
+    for w in caught:  # e.g. values outside the bounds, clipped when encoded
+        warn(str(w.message))
     console.print(f"ok: {len(valid)} rows fit the schema ({len(df) - len(valid)} dropped)")
 
 

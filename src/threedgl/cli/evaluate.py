@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -13,7 +14,18 @@ import typer
 if TYPE_CHECKING:
     import pandas as pd
 
-from threedgl.cli._common import console, err_console, fail, frame_table, user_errors
+    from threedgl.schema.columns import NanPolicy
+
+from threedgl.cli._common import (
+    EncodingOpt,
+    console,
+    err_console,
+    fail,
+    frame_table,
+    progress_bar,
+    user_errors,
+    warn,
+)
 
 
 def evaluate(
@@ -25,6 +37,8 @@ def evaluate(
     seed: int = typer.Option(0, "--seed", help="Seed of sampling and models."),
     positive: str | None = typer.Option(None, "--positive", help="Positive class label for F1 (default: minority class of TRAIN)."),
     pool_size: int = typer.Option(20_000, "--pool-size", help="Synthetic rows sampled once for the size sweep."),
+    drop_missing: bool = typer.Option(False, "--drop-missing", help="Drop rows with missing values instead of failing."),
+    encoding: str | None = EncodingOpt,
 ) -> None:
     """Train on synthetic, test on real: utility, size sweep, discriminator, KLD, TLD, pairwise
     fidelity and the k-way marginal TVD (tvd_1way, tvd_2way, tvd_3way: lower is better)."""
@@ -36,34 +50,56 @@ def evaluate(
     from threedgl.schema import read_table
     from threedgl.schema.io import atomic_write_text
 
-    with user_errors():
+    with user_errors(), progress_bar(transient=True) as bar, \
+            warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        step = bar.add_task("evaluate", total=4, status="reading the generators and tables")
         pool = GeneratorsPool.from_files(generators)
         schema = pool.schema
         if schema.target != target:
             fail(f"--target '{target}' is not the generators' class column ('{schema.target}')")
-        train_df = schema.validate(read_table(train))
-        test_df = schema.validate(read_table(test))
+        policy: NanPolicy = "drop" if drop_missing else "error"
+        train_df = _validated(schema, read_table(train, encoding), policy, "--train")
+        test_df = _validated(schema, read_table(test, encoding), policy, "--test")
         pos = None
         if positive is not None:
             matches = [lab for lab in schema.labels if str(lab) == positive]
             if not matches:
                 fail(f"--positive '{positive}' is not a class label ({', '.join(map(str, schema.labels))})")
             pos = matches[0]
+        bar.update(step, advance=1, status=f"sampling {pool_size:,} synthetic rows")
         synthetic = interleave_classes(pool.sample(pool_size, random_state=seed), schema, random_state=seed)
+        bar.update(step, advance=1, status="size sweep: a model per synthetic size, scored on --train")
         sweep = size_sweep(synthetic, train_df, schema, positive_label=pos, random_state=seed)
         chosen = sweep.best_prefix(synthetic)
+        bar.update(step, advance=1, status="utility, discriminator and fidelity on --test")
         report = evaluate_generator_table(train_df, test_df, chosen, schema, positive_label=pos,
                                           random_state=seed)
+        bar.update(step, advance=1, status="done")
         report["sweep"] = sweep.to_dict()
         report["synthetic_size"] = sweep.best_size
         report["generators"] = [str(g) for g in generators]
+        first: dict[str, Any] = next(iter(report["utility"].values()), {})
+        report["majority_baselines"] = {  # the two majority baselines, named
+            "train": report["majority_accuracy"],  # --train's majority class, on --test
+            "synthetic": first.get("majority_accuracy"),  # the synthetic rows' (balanced)
+        }
         if json_out is not None:
             atomic_write_text(json_out, json.dumps(report, indent=2, default=float) + "\n")
+    shown: set[str] = set()
+    for w in caught:  # each once; the tables' clipping is named by file (_validated)
+        text = str(w.message)
+        if (issubclass(w.category, UserWarning) and text not in shown
+                and not text.startswith("values outside the schema's bounds")):
+            shown.add(text)
+            warn(text)
+    label = report.get("positive_label")
     rows = [{"figure": "synthetic size (selected on --train)", "value": f"{sweep.best_size}"}]
     for model, scores in report["utility"].items():
-        rows.append({"figure": f"{model}: accuracy / F1 / AUC on --test (%)",
+        rows.append({"figure": f"{model}: accuracy / F1 of {label!r} / AUC on --test (%)",
                      "value": f"{100 * scores['accuracy']:.2f} / {100 * scores['f1']:.2f} / {100 * scores['auc']:.2f}"})
-    rows.append({"figure": "majority-class accuracy (%)", "value": f"{100 * report['majority_accuracy']:.2f}"})
+    rows.append({"figure": "majority class of --train, on --test: accuracy (%)",
+                 "value": f"{100 * report['majority_accuracy']:.2f}"})
     for model, scores in report["discriminator"].items():
         rows.append({"figure": f"discriminator {model}: accuracy / F1 / AUC (%)",
                      "value": f"{100 * scores['accuracy']:.2f} / {100 * scores['f1']:.2f} / {100 * scores['auc']:.2f}"})
@@ -74,6 +110,16 @@ def evaluate(
                  "value": _tvds(report)})
     rows.append({"figure": "  sampling floor (--test vs --train)", "value": _tvds(report["tvd_floor"])})
     console.print(frame_table(pd.DataFrame(rows), title=f"Evaluation of {len(generators)} generator(s)"))
+
+
+def _validated(schema: Any, df: pd.DataFrame, policy: NanPolicy, what: str) -> pd.DataFrame:
+    """``schema.validate(df)``, its warnings (clipping) naming the file option."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = schema.validate(df, nan_policy=policy)
+    for w in caught:
+        warnings.warn(f"{what}: {w.message}", UserWarning, stacklevel=2)
+    return out
 
 
 def _tvds(scores: Mapping[str, Any]) -> str:

@@ -8,10 +8,10 @@ import warnings
 from pathlib import Path
 
 import typer
-from rich.progress import TaskID
+from rich.progress import Progress, TaskID
 from rich.text import Text
 
-from threedgl.cli._common import console, fail, progress_bar, user_errors, warn
+from threedgl.cli._common import EncodingOpt, console, fail, progress_bar, user_errors, warn
 
 
 def train(
@@ -24,10 +24,10 @@ def train(
     bins: int | None = typer.Option(None, "--bins", help="Bins of a numeric column (default mode; default: chosen from the noisy class sizes)."),
     epsilon: float = typer.Option(1.9, "--epsilon", "-e", help="Privacy budget ε of each class model ('inf' for no privacy)."),
     delta: float = typer.Option(1e-4, "--delta", "-d", help="Privacy parameter δ."),
-    epochs: int | None = typer.Option(None, "--epochs", help="Passes over each class."),
-    batch_size: int | None = typer.Option(None, "--batch-size", help="Expected Poisson batch size B (q = B / n_class)."),
-    max_grad_norm: float | None = typer.Option(None, "--max-grad-norm", help="Per-sample clipping norm C."),
-    learning_rate: float | None = typer.Option(None, "--learning-rate", help="Adam learning rate."),
+    epochs: int | None = typer.Option(None, "--epochs", help="Passes over each class (default: chosen automatically from the noisy class sizes; --paper: Table I's).", show_default=False),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="Expected Poisson batch size B, q = B / n_class (default: chosen automatically from the noisy class sizes; --paper: Table I's).", show_default=False),
+    max_grad_norm: float | None = typer.Option(None, "--max-grad-norm", help="Per-sample clipping norm C (default 1.0).", show_default=False),
+    learning_rate: float | None = typer.Option(None, "--learning-rate", help="Adam learning rate (default 0.005; --paper: Table I's).", show_default=False),
     accountant: str = typer.Option("rdp", "--accountant", help="Privacy accountant: rdp or prv."),
     kind: str = typer.Option("ddp-betavae", "--generator", help="ddp-betavae, or dp-marginals (the independent-marginals baseline)."),
     seed: int | None = typer.Option(None, "--seed", help="Seed of the training noise (reproducible runs; leave unset for a real release)."),
@@ -35,20 +35,30 @@ def train(
     drop_missing: bool = typer.Option(False, "--drop-missing", help="Drop rows with missing values instead of failing."),
     ledger: Path | None = typer.Option(None, "--ledger", help="Privacy budget ledger file (default ~/.threedgl/ledger.json or $THREEDGL_LEDGER)."),
     force: bool = typer.Option(False, "--force", help="Train even if the ledger's budget for this table would be exceeded."),
+    encoding: str | None = EncodingOpt,
 ) -> None:
     """Train a DDP-βVAE generator (one DP β-VAE per class) and write it to a .3dgl file."""
-    from threedgl.model.registry import GENERATORS, create_generator
-    from threedgl.model.training import DEFAULT_EPOCHS
     from threedgl.privacy import ledger as ledger_mod
     from threedgl.schema import Schema, read_table
 
     with user_errors():
         if output.suffix != ".3dgl":
             fail(f"output '{output}' must end in .3dgl")
-        df = read_table(data)
-        schema = Schema.read(schema_path) if schema_path is not None else None
-        if kind not in GENERATORS:
+        if kind not in ("ddp-betavae", "dp-marginals"):
             fail(f"--generator must be 'ddp-betavae' or 'dp-marginals', got '{kind}'")
+        df = read_table(data, encoding)  # bad input answers before torch is imported
+        schema = Schema.read(schema_path) if schema_path is not None else None
+        book = ledger_mod.Ledger.open(ledger)
+        fingerprint = ledger_mod.fingerprint(df)
+        book.adopt(ledger_mod.legacy_fingerprint(df), fingerprint)
+        if math.isfinite(epsilon):
+            book.check(fingerprint, epsilon=epsilon, delta=delta, accountant=accountant, force=force)
+        elif epsilon == math.inf:
+            warn("--epsilon inf: the generator is trained WITHOUT differential privacy; it may "
+                 "reveal rows of the table, so do not share it. The ledger does not count it")
+        from threedgl.model.registry import create_generator
+        from threedgl.model.training import DEFAULT_EPOCHS
+
         params: dict = {"epsilon": epsilon, "delta": delta, "accountant": accountant,
                         "random_state": seed, "secure_mode": secure_mode}
         if kind == "ddp-betavae":
@@ -60,11 +70,6 @@ def train(
                 if value is not None:
                     params[name] = value
         gen = create_generator(kind, preset if kind == "ddp-betavae" else None, **params)
-        book = ledger_mod.Ledger.open(ledger)
-        fingerprint = ledger_mod.fingerprint(df)
-        book.adopt(ledger_mod.legacy_fingerprint(df), fingerprint)
-        if math.isfinite(epsilon):
-            book.check(fingerprint, epsilon=epsilon, delta=delta, accountant=accountant, force=force)
         if schema is None:
             warn(
                 "no --schema: inferring the schema from the private table; its bounds and "
@@ -72,15 +77,9 @@ def train(
             )
         with progress_bar() as bar, warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            tasks: dict[int, TaskID] = {}
             total = getattr(gen, "epochs", 1) or (  # None: chosen during fit
                 DEFAULT_EPOCHS if getattr(gen, "mode", "") == "paper" else None)
-
-            def progress(k: int, epoch: int, eps: float) -> None:
-                if k not in tasks:
-                    tasks[k] = bar.add_task(f"class {k}", total=total, status="")
-                bar.update(tasks[k], completed=epoch, status=f"epoch {epoch}, ε spent {eps:.3f}")
-
+            progress = ClassBars(bar, gen, total)
             gen.fit(df, target=target, schema=schema, nan_policy="drop" if drop_missing else "error",
                     progress=progress, ledger=False)  # recorded below, with the file's path
         for w in caught:
@@ -91,12 +90,36 @@ def train(
             book.check_entry(entry, force=force)
         gen.save(output)
         entry["weights_sha256"] = gen.manifest_["weights_sha256"]
-        book.record(entry)
+        if ledger_mod.counted(entry):
+            book.record(entry)
     eps = gen.epsilon_
     console.print(
         f"wrote {output}: {gen.generator_kind}, {len(gen.labels_)} class model(s), "
         f"ε = {'inf (NOT private)' if math.isinf(eps) else format(eps, '.4f')}, δ = {gen.delta_:g}"
     )
+
+
+class ClassBars:
+    """One bar per class model, named by its label, with its epochs as total once known."""
+
+    def __init__(self, bar: Progress, gen: object, total: int | None) -> None:
+        self.bar, self.gen, self.total = bar, gen, total
+        self.tasks: dict[int, TaskID] = {}
+
+    def _task(self, k: int) -> TaskID:
+        if k not in self.tasks:
+            schema = getattr(self.gen, "schema_", None)  # set before the classes train
+            target = getattr(schema, "target", None)
+            labels = list(schema.labels) if schema is not None and target else []
+            name = f"{target} = {labels[k]}" if k < len(labels) else "all rows"
+            self.tasks[k] = self.bar.add_task(shown(name, 30), total=self.total, status="")
+        return self.tasks[k]
+
+    def planned(self, k: int, epochs: int) -> None:
+        self.bar.update(self._task(k), total=epochs)
+
+    def __call__(self, k: int, epoch: int, eps: float) -> None:
+        self.bar.update(self._task(k), completed=epoch, status=f"epoch {epoch}, ε spent {eps:.3f}")
 
 
 def sample(
@@ -123,12 +146,23 @@ def inspect(
     generator: Path = typer.Argument(..., help="A .3dgl file."),
     as_json: bool = typer.Option(False, "--json", help="Print the manifest as JSON."),
 ) -> None:
-    """Show a generator's manifest and its privacy statement (reads the file safely)."""
-    from threedgl.model.registry import load_generator
+    """Show a generator's manifest and its privacy statement (reads the file safely).
+
+    Checks the format, the weights' hash, the schema and every privacy record (ε is
+    recomputed); the network's tensors are checked when the file is loaded to sample.
+    """
+    from threedgl.artifact import read_artifact
+    from threedgl.artifact.manifest import read_manifest
+    from threedgl.artifact.statement import privacy_statement
+    from threedgl.errors import ArtifactError
 
     with user_errors():
-        gen = load_generator(generator)
-    m = gen.manifest_
+        artifact = read_artifact(generator)
+        try:
+            checked = read_manifest(artifact.manifest)
+        except ArtifactError as exc:
+            raise ArtifactError(f"'{generator}': {exc}") from None
+    m = artifact.manifest
     if as_json:
         typer.echo(json.dumps(m, indent=2, ensure_ascii=False))
         return
@@ -137,7 +171,7 @@ def inspect(
                       shown(m["format_version"]), ", threedgl ", shown(m["library_version"]),
                       ", created ", shown(m["created"]), ")")
     )
-    schema = gen.schema_
+    schema = checked.schema
     console.print(Text(
         f"schema: {len(schema.columns)} columns, class column {shown(schema.target)}, labels "
         f"{shown(list(schema.labels))}, source {shown(schema.source)}"
@@ -147,7 +181,7 @@ def inspect(
     console.print(Text(f"training: {shown(m['training'], 600)}"))
     console.print(Text(f"weights sha256: {shown(m['weights_sha256'])}"))
     console.print("[bold]privacy[/]")
-    statement = gen.privacy_statement()
+    statement = privacy_statement(m, [c.record for c in checked.models])
     if statement.startswith("WARNING"):  # a stored statement its records do not support
         flag, _, rest = statement.partition("\n")
         console.print(Text(flag, style="bold red"), highlight=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import typer
 from rich.markup import escape
@@ -17,6 +18,32 @@ from threedgl.cli import server as server_commands
 from threedgl.cli import simulate as simulate_commands
 from threedgl.cli._common import err_console
 from threedgl.errors import ThreedglError
+
+
+def _keep_argument_help() -> None:
+    """Show the arguments' help (DATA, DATASET, ...) again.
+
+    Typer 0.20 stores an argument's help on the parameter, then calls Click's
+    ``Argument.__init__``, which since Click 8.3 takes a ``help`` of its own and sets it to
+    None: every argument's description vanished from ``--help``. Setting it again after
+    the constructor restores it, whichever of the two versions is installed.
+    """
+    from typer.core import TyperArgument
+
+    if getattr(TyperArgument.__init__, "_threedgl_keeps_help", False):
+        return
+    original = TyperArgument.__init__
+
+    def __init__(self: TyperArgument, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        if kwargs.get("help") is not None:
+            self.help = kwargs["help"]
+
+    __init__._threedgl_keeps_help = True  # type: ignore[attr-defined]
+    TyperArgument.__init__ = __init__  # type: ignore[method-assign]
+
+
+_keep_argument_help()
 
 app = typer.Typer(
     name="3dgl",

@@ -23,7 +23,7 @@ def budget(
     import pandas as pd
 
     from threedgl.errors import PrivacyError
-    from threedgl.privacy.ledger import ALL_TABLES, Ledger, compose_entries
+    from threedgl.privacy.ledger import ALL_TABLES, Ledger, compose_entries, counted
 
     with user_errors():
         book = Ledger.open(ledger)
@@ -46,9 +46,10 @@ def budget(
             entries = book.entries_for(fp)
             for e in entries:
                 eps, _ = compose_entries([e])
-                rows.append({"table": fp[:12], "source": e.get("source", ""), "recorded": e["recorded"][:19],
+                source = e.get("source", "") + ("" if counted(e) else " (no DP: not counted)")
+                rows.append({"table": fp[:12], "source": source, "recorded": e["recorded"][:19],
                              "generator": e["generator"], "epsilon": eps})
-            total, delta = compose_entries(entries)
+            total, delta = compose_entries([e for e in entries if counted(e)])
             limit = book.budget(fp)
             rows.append({"table": fp[:12], "source": "TOTAL (composed)", "recorded": f"δ = {delta:g}",
                          "generator": f"budget {'none' if math.isinf(limit) else format(limit, 'g')}",

@@ -248,8 +248,8 @@ def pool_list(server: str = ServerOpt, token: str | None = TokenOpt) -> None:
             "bytes": e["size"],
             # share of each class's pool rows (by released rows), e.g. "0:0.94 1:0.91"
             "shares": " ".join(f"{k}:{v:.2f}" for k, v in (e.get("shares") or {}).items()),
-            "sha256": e["sha256"][:16],
-            "uploaded": e["uploaded_at"][:19],
+            "sha256": e["sha256"][:8],
+            "uploaded": e["uploaded_at"][:16].replace("T", " "),
         }
         for e in entries
     ]

@@ -40,7 +40,7 @@ def simulate(
     delta: float = typer.Option(1e-4, "--delta", "-d", help="Privacy parameter δ."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Output directory (default runs/simulate-<dataset>)."),
     workers: int | None = typer.Option(None, "--workers", "-w", help="Worker processes (default min(2, cores); 1 runs in-process)."),
-    epochs: int | None = typer.Option(None, "--epochs", help="Training epochs of each generator (default: the model's)."),
+    epochs: int | None = typer.Option(None, "--epochs", help="Training epochs of each generator (default: chosen automatically by the model)."),
     target: str | None = typer.Option(None, "--target", "-t", help="Class column (for a CSV/Parquet file)."),
     seed: int = typer.Option(0, "--seed", help="Random state of the whole simulation."),
     paper: bool = typer.Option(False, "--paper", help="Clients train the paper's DDP-βVAE (Table I for a bundled dataset) instead of the default model."),
@@ -49,7 +49,9 @@ def simulate(
     min_rows: int = typer.Option(10, "--min-rows", help="Dirichlet splits: every client gets at least this many rows."),
     server: str | None = typer.Option(None, "--server", envvar="THREEDGL_SERVER", show_default=False, help="Run through this Global Server (URL): a new federation per seed, clients publish and pull there (default: in memory)."),
     admin_token: str | None = typer.Option(None, "--admin-token", envvar="THREEDGL_ADMIN_TOKEN", show_default=False, help="The server's admin token (with --server)."),
-    engine: str = typer.Option("local", "--engine", help="local: our own process pool; flower: Flower's simulation runtime (Ray backend; pip install 'threedgl[flower]'), its ServerApp checking every generator as the Global Server does."),
+    engine: str = typer.Option("local", "--engine", help="local: our own process pool; flower: Flower's simulation runtime (Ray backend; pip install 'threedgl\\[flower]'), its ServerApp checking every generator as the Global Server does."),
+    drop_missing: bool = typer.Option(False, "--drop-missing", help="A data file: drop rows with missing values instead of failing."),
+    encoding: str | None = typer.Option(None, "--encoding", help="A data file: its text encoding (default utf-8), e.g. latin-1.", show_default=False),
 ) -> None:
     """Simulate a 3DGL federation: K clients train DP generators, pool them, and compare the
     paper's scenarios (Fold-Fold, Fold-Test, Test-Test) and more baselines with local-only data."""
@@ -94,8 +96,9 @@ def simulate(
             if target is None:
                 fail("a data file needs --target (the class column)")
             from threedgl.schema import read_table
+            from threedgl.schema.conform import apply_nan_policy
 
-            data = read_table(path)
+            data = apply_nan_policy(read_table(path, encoding), "drop" if drop_missing else "error")
             label = path.stem
             kwargs = {"target": target, "name": label}
             warn("inferring the schema from the table: its bounds and categories are not private")
@@ -134,18 +137,21 @@ def simulate(
     elapsed = time.perf_counter() - started
     per_client = result.per_client()
     per_client = per_client[["client", "scenario", "accuracy", "f1", "auc", "synthetic_rows", "client_rows"]]
-    console.print(frame_table(per_client, title="Per client (%, mean over seeds)"))
+    console.print(frame_table(per_client.rename(columns=SHORT), title="Per client (%, mean over seeds)"))
     summary = result.summary().reset_index()
-    summary.insert(1, "what", [SCENARIO_TITLES[s] for s in summary["scenario"]])
-    cols = ["scenario", "what", "accuracy", "f1", "auc", "accuracy_gain", "f1_gain", "auc_gain"]
+    cols = ["scenario", "accuracy", "f1", "auc", "accuracy_gain", "f1_gain", "auc_gain"]
     if seeds > 1:
-        cols[5:5] = ["accuracy_std", "f1_std", "auc_std"]
+        cols[4:4] = ["accuracy_std", "f1_std", "auc_std"]
     eps_text = "inf (NOT private)" if math.isinf(epsilon) else f"{epsilon:g}"
     console.print(frame_table(
-        summary[cols],
+        summary[cols].rename(columns=SHORT),
         title=f"{result.dataset}: averages over {clients} clients, split {spec}, ε = {eps_text}, "
-              f"{seeds} seed(s), {engine} engine (gains in points over local-only data)",
+              f"{seeds} seed(s), {engine} engine (%; Δ: points over local-only data)",
     ))
+    width = max(len(str(s)) for s in summary["scenario"])
+    for scenario in summary["scenario"]:  # what each scenario is, below the table (80 columns)
+        console.print(f"  {scenario:<{width}}  {SCENARIO_TITLES[scenario]}", highlight=False,
+                      soft_wrap=True)
     for nogen in result.without_generator:
         warn(f"seed {nogen['seed']}, client {nogen['client']}: no generator, local-only "
              f"scores and no pool ({nogen['reason']})")
@@ -159,6 +165,12 @@ def simulate(
             soft_wrap=True, highlight=False,
         )
     console.print(f"wrote {', '.join(str(p) for p in paths.values())} in {elapsed:.0f} s")
+
+
+#: Shorter headers for the terminal (the CSV and JSON files keep the full names).
+SHORT = {"accuracy": "acc", "accuracy_gain": "Δacc", "f1_gain": "Δf1", "auc_gain": "Δauc",
+         "accuracy_std": "±acc", "f1_std": "±f1", "auc_std": "±auc",
+         "synthetic_rows": "synthetic rows", "client_rows": "own rows"}
 
 
 def register(app: typer.Typer) -> None:

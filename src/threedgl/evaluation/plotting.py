@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullLocator
 
 from threedgl.errors import ThreedglError
 from threedgl.evaluation.divergence import histogram
@@ -47,6 +48,11 @@ def plot_sweep(
         (line,) = ax.plot(res.sizes, res.scores, marker="o", ms=3, label=str(name))
         ax.scatter([res.best_size], [res.best_score], s=60, color=line.get_color(), marker="*")
     ax.set_xscale("log")
+    ticks = size_ticks([int(v) for res in results_by_name.values() for v in res.sizes])
+    if ticks:  # a few sizes as plain numbers: log scale's own minor labels overlap
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.set_xticks(ticks)
+        ax.set_xticklabels([f"{t:,}" for t in ticks], fontsize=8)
     ax.set_xlabel("synthetic rows")
     ax.set_ylabel(", ".join(sorted(metrics)))
     ax.grid(True, alpha=0.3)
@@ -55,6 +61,18 @@ def plot_sweep(
         ax.set_title(title)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def size_ticks(sizes: Sequence[int], most: int = 6, ratio: float = 1.5) -> list[int]:
+    """At most ``most`` of the swept sizes (the largest included) for a log axis's labels,
+    each at least ``ratio`` times the one before, so that no two labels touch."""
+    ticks: list[int] = []
+    for size in sorted(set(sizes), reverse=True):
+        if not ticks or ticks[-1] / size >= ratio:
+            ticks.append(size)
+    ticks.reverse()
+    step = max(1, math.ceil(len(ticks) / most))
+    return ticks[::-1][::step][::-1]
 
 
 def plot_marginals(

@@ -48,7 +48,7 @@ import torch
 
 from threedgl.errors import NothingToTrain, PrivacyError
 from threedgl.model import matching
-from threedgl.model.base import ProgressCallback, reindexed
+from threedgl.model.base import ProgressCallback, announce_epochs, reindexed
 from threedgl.model.matching import (
     fit_prior,
     latent_points,
@@ -269,6 +269,7 @@ def fit_anchored(
         return epsilon_at_order(used, split.order, delta)
 
     hidden = tuple(int(h) for h in settings["hidden"])
+    announce_epochs(progress, kept, epochs)
     model = train_stack(
         [disc.one_hot(c) for c in codes], disc.layout,
         hidden=(hidden[0], hidden[1]), latent=int(settings["latent"]),

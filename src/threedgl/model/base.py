@@ -93,7 +93,7 @@ class BaseGenerator(BaseEstimator):  # type: ignore[misc]
         self,
         df: pd.DataFrame,
         target: str | None = None,
-        schema: Schema | None = None,
+        schema: Schema | str | os.PathLike[str] | None = None,
         *,
         nan_policy: NanPolicy = "error",
         progress: ProgressCallback | None = None,
@@ -101,7 +101,8 @@ class BaseGenerator(BaseEstimator):  # type: ignore[misc]
     ) -> Self:
         """Train one private model per class of ``target`` (one model on all rows without).
 
-        ``schema`` is the federation's public schema; without it a schema is inferred from
+        ``schema`` is the federation's public schema (a :class:`Schema`, or the path of its
+        JSON file, read with :meth:`Schema.read`); without it a schema is inferred from
         ``df`` (with a warning: inferred bounds and categories are not private).
 
         The training is recorded in the local privacy ledger (``ledger``: None for the
@@ -123,8 +124,11 @@ class BaseGenerator(BaseEstimator):  # type: ignore[misc]
                 stacklevel=2,
             )
             schema = infer_schema(df, target=target)
-        elif not isinstance(schema, Schema):
-            raise ThreedglError(f"schema must be a threedgl Schema, got {type(schema).__name__}")
+        elif isinstance(schema, (str, os.PathLike)):  # a schema.json file: Schema.read
+            schema = Schema.read(schema)
+        if not isinstance(schema, Schema):
+            raise ThreedglError(f"schema must be a threedgl Schema or the path of a schema "
+                                f"JSON file, got {type(schema).__name__}")
         elif target is not None and schema.target != target:
             if schema.target is not None:
                 raise SchemaError(
@@ -409,6 +413,15 @@ def _warn_large_delta(delta: float, epsilon: float, labels: Sequence[Category | 
             PrivacyWarning,
             stacklevel=3,
         )
+
+
+def announce_epochs(progress: ProgressCallback | None, kept: Sequence[int], epochs: int) -> None:
+    """Tell ``progress`` the epochs chosen for each trained class, if it has a
+    ``planned(class_index, epochs)`` method (the CLI's bars then show a known total)."""
+    planned = getattr(progress, "planned", None)
+    if planned is not None:
+        for k in kept:
+            planned(k, epochs)
 
 
 def reindexed(progress: ProgressCallback | None, kept: Sequence[int]) -> ProgressCallback | None:

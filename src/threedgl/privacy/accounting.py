@@ -21,19 +21,26 @@ and every mechanism is charged its Rényi divergence at that α: by adaptive com
 of RDP at a fixed order (Mironov 2017, Prop. 1; Feldman & Zrnic 2021), the sum bounds the
 whole release whatever the noisy count was, and Balle et al.'s conversion at α gives ε.
 The Rényi divergences are Opacus's (``opacus.accountants.analysis.rdp``).
+
+Cheap to import: importing the ``opacus`` package imports torch (seconds), so the RDP
+analysis module (numpy and scipy only) is loaded on first use by :func:`_rdp_analysis`
+without the package's ``__init__``, and the RDP accountant's composition (a sum of
+:func:`compute_rdp` over the history at its default orders, then
+:func:`get_privacy_spent`) is done here exactly as :class:`opacus.accountants.RDPAccountant`
+does it (a test compares the two). Only the PRV accountant imports ``opacus`` itself.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib.util
 import math
+import sys
 import warnings
+from types import ModuleType
 from typing import Any
 
 import numpy as np
-from opacus.accountants import PRVAccountant, RDPAccountant
-from opacus.accountants.accountant import IAccountant
-from opacus.accountants.analysis.rdp import compute_rdp, get_privacy_spent
 
 from threedgl.errors import PrivacyError, ThreedglError, check_int, check_range
 
@@ -102,10 +109,47 @@ def _check_delta(delta: float) -> None:
     _check("delta", delta, low=0, high=1)
 
 
-def _make_accountant(accountant: str, history: list[tuple[float, float, int]]) -> IAccountant:
-    acc: IAccountant = RDPAccountant() if accountant == "rdp" else PRVAccountant()
+#: The orders of Opacus's RDP accountant (``RDPAccountant.DEFAULT_ALPHAS``).
+RDP_ORDERS: tuple[float, ...] = tuple([1 + x / 10.0 for x in range(1, 100)] + list(range(12, 64)))
+_ANALYSIS = "opacus.accountants.analysis.rdp"
+
+
+def _rdp_analysis() -> ModuleType:
+    """Opacus's RDP analysis module, loaded without importing the ``opacus`` package.
+
+    The module needs numpy and scipy only; ``import opacus`` would import torch. When
+    Opacus is already imported its own module is used.
+    """
+    module = sys.modules.get(_ANALYSIS) or sys.modules.get("threedgl._opacus_rdp")
+    if module is not None:
+        return module
+    root = importlib.util.find_spec("opacus")
+    if root is None or not root.submodule_search_locations:  # pragma: no cover
+        raise ThreedglError("the opacus package is not installed")
+    path = f"{next(iter(root.submodule_search_locations))}/accountants/analysis/rdp.py"
+    spec = importlib.util.spec_from_file_location("threedgl._opacus_rdp", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    sys.modules["threedgl._opacus_rdp"] = module
+    return module
+
+
+def _rdp_spent(history: list[tuple[float, float, int]], delta: float) -> tuple[float, float]:
+    """(ε, optimal order) of ``history`` as :meth:`RDPAccountant.get_privacy_spent` gives."""
+    analysis = _rdp_analysis()
+    rdp = sum(analysis.compute_rdp(q=q, noise_multiplier=sigma, steps=steps, orders=list(RDP_ORDERS))
+              for sigma, q, steps in history)
+    eps, order = analysis.get_privacy_spent(orders=list(RDP_ORDERS), rdp=rdp, delta=delta)
+    return float(eps), float(order)
+
+
+def _prv_epsilon(history: list[tuple[float, float, int]], delta: float) -> float:
+    from opacus.accountants import PRVAccountant  # imports torch: PRV records only
+
+    acc = PRVAccountant()
     acc.history = list(history)  # (noise_multiplier, sample_rate, steps) triples
-    return acc
+    return float(acc.get_epsilon(delta=delta))
 
 
 def prv_grid_points(history: list[tuple[float, float, int]], delta: float) -> int:
@@ -159,11 +203,11 @@ def _epsilon_of_history(
         return math.inf  # no noise: no privacy
     if accountant == "prv":
         _check_prv_cost(history, delta)
-    acc = _make_accountant(accountant, history)
     with warnings.catch_warnings(), np.errstate(divide="ignore"):
         # q = 1 makes PRV take log(0) harmlessly; RDP warns when α hits its grid's end.
         warnings.filterwarnings("ignore", message="Optimal order is the largest alpha")
-        eps = float(acc.get_epsilon(delta=delta))
+        eps = (_prv_epsilon(history, delta) if accountant == "prv"
+               else _rdp_spent(history, delta)[0])
     return math.inf if math.isnan(eps) else eps
 
 
@@ -191,10 +235,8 @@ def rdp_optimal_order(
     _check_delta(delta)
     if noise_multiplier == 0:
         return math.nan
-    acc = _make_accountant("rdp", [(float(noise_multiplier), float(sample_rate), steps)])
-    assert isinstance(acc, RDPAccountant)
-    _, order = acc.get_privacy_spent(delta=delta)
-    return float(order)
+    _, order = _rdp_spent([(float(noise_multiplier), float(sample_rate), steps)], delta)
+    return order
 
 
 def calibrate_noise_multiplier(
@@ -319,8 +361,8 @@ def subsampled_gaussian_rdp(
     if noise_multiplier == 0:
         return math.inf
     with np.errstate(over="ignore"):
-        return float(compute_rdp(q=sample_rate, noise_multiplier=noise_multiplier, steps=steps,
-                                 orders=[order])[0])
+        return float(_rdp_analysis().compute_rdp(
+            q=sample_rate, noise_multiplier=noise_multiplier, steps=steps, orders=[order])[0])
 
 
 def gaussian_rdp(noise_multiplier: float, order: float) -> float:
@@ -334,7 +376,7 @@ def epsilon_at_order(rdp: float, order: float, delta: float) -> float:
         return math.inf
     with warnings.catch_warnings():  # one order is both the smallest and the largest
         warnings.filterwarnings("ignore", message="Optimal order is the")
-        eps, _ = get_privacy_spent(orders=[order], rdp=[rdp], delta=delta)
+        eps, _ = _rdp_analysis().get_privacy_spent(orders=[order], rdp=[rdp], delta=delta)
     return float(eps)
 
 

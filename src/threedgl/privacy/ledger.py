@@ -125,7 +125,7 @@ class Ledger:
         from threedgl.schema.io import atomic_write_text
 
         data = {"version": 1, "budgets": self.budgets, "entries": self.entries}
-        atomic_write_text(self.path, json.dumps(data, indent=2) + "\n")
+        atomic_write_text(self.path, json.dumps(data, indent=2) + "\n", private=True)
 
     # -- queries --------------------------------------------------------------------------
     def budget(self, table: str) -> float:
@@ -135,9 +135,11 @@ class Ledger:
         return [e for e in self.entries if e["fingerprint"] == table]
 
     def total(self, table: str, extra: dict[str, Any] | None = None) -> tuple[float, float]:
-        """(ε, δ) of every training on ``table`` composed (plus ``extra``, a prospective entry)."""
+        """(ε, δ) of every private training on ``table`` composed (plus ``extra``, a
+        prospective entry). A training with ε = ∞ (no DP) spends nothing: it is not
+        counted (its file protects nothing and says so; ``3dgl train`` warns)."""
         entries = self.entries_for(table) + ([extra] if extra else [])
-        return compose_entries(entries)
+        return compose_entries([e for e in entries if counted(e)])
 
     def tables(self) -> list[str]:
         seen: list[str] = []
@@ -150,13 +152,22 @@ class Ledger:
     def check(
         self, table: str, *, epsilon: float, delta: float, accountant: str, force: bool = False
     ) -> None:
-        """Refuse early if the table's budget is already spent."""
-        spent, _ = self.total(table)
+        """Refuse before training if the table's budget is already spent, or if the ε asked
+        for alone exceeds it (composition only adds to it). Without a budget, never."""
         limit = self.budget(table)
-        if not force and spent >= limit:
+        if force or math.isinf(limit):
+            return
+        spent, _ = self.total(table)
+        if spent >= limit:
             raise PrivacyError(
                 f"the privacy budget of this table is spent: ε = {spent:.3f} of {limit:g} "
                 f"(ledger {self.path}); use --force to train anyway"
+            )
+        if math.isfinite(epsilon) and epsilon > limit:
+            raise PrivacyError(
+                f"ε = {epsilon:g} asked for is above this table's budget of {limit:g} "
+                f"(ledger {self.path}); nothing was trained. Ask for a smaller epsilon, or "
+                "use --force to train anyway"
             )
 
     def entry(self, table: str, manifest: dict[str, Any], source: str = "") -> dict[str, Any]:
@@ -193,6 +204,11 @@ class Ledger:
     def record(self, entry: dict[str, Any]) -> None:
         self.entries.append(entry)
         self.save()
+
+
+def counted(entry: dict[str, Any]) -> bool:
+    """Whether an entry spends budget: every training with DP does, ε = ∞ does not."""
+    return all(math.isfinite(float(m["privacy"]["epsilon"])) for m in entry["models"])
 
 
 def _records(entry: dict[str, Any]) -> list[tuple[Any, PrivacyRecord]]:

@@ -9,7 +9,7 @@ import pandas as pd
 from threedgl.errors import SchemaError
 from threedgl.schema.columns import CategoricalColumn, NanPolicy, NumericColumn, _key
 
-__all__ = ["apply_nan_policy"]
+__all__ = ["apply_nan_policy", "outside_bounds", "where"]
 
 
 def apply_nan_policy(table: pd.DataFrame, nan_policy: NanPolicy = "error") -> pd.DataFrame:
@@ -49,7 +49,7 @@ def _conform_numeric(col: NumericColumn, series: pd.Series) -> pd.Series:
             first = series[bad].iloc[0]
             raise SchemaError(
                 f"column '{col.name}' is numeric but holds text: {first!r} "
-                f"({int(bad.sum())} row(s), first at row {series[bad].index[0]!r})"
+                f"({int(bad.sum())} row(s), first {where(series, bad)})"
             )
         values = values.astype("float64")
     if not np.isfinite(values.to_numpy()).all():
@@ -57,6 +57,24 @@ def _conform_numeric(col: NumericColumn, series: pd.Series) -> pd.Series:
     if col.integer:
         return values.round().astype("int64")
     return values
+
+
+def where(series: pd.Series, bad: pd.Series) -> str:
+    """Where the first flagged row is, for a person: the 1-based data row, and the line of
+    a CSV file with one header line (a table read from a file keeps its row numbers as its
+    index, so rows dropped earlier do not shift it)."""
+    label = series[bad].index[0]
+    if isinstance(label, (int, np.integer)) and not isinstance(label, bool):
+        n = int(label)
+    else:
+        n = int(np.flatnonzero(bad.to_numpy())[0])
+    return f"in data row {n + 1}, line {n + 2} of a CSV file with a header line"
+
+
+def outside_bounds(col: NumericColumn, values: pd.Series) -> bool:
+    """Whether any value lies outside the column's bounds (the encoder clips it)."""
+    v = values.to_numpy()
+    return bool(len(v)) and bool((v < col.minimum).any() or (v > col.maximum).any())
 
 
 def _conform_categorical(col: CategoricalColumn, series: pd.Series) -> pd.Series:

@@ -16,9 +16,21 @@ from threedgl.errors import SchemaError, ThreedglError
 TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
 
 
-def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
-    """Read a CSV or Parquet file; text columns come back with ``object`` dtype."""
+def read_table(path: str | os.PathLike[str], encoding: str | None = None) -> pd.DataFrame:
+    """Read a CSV or Parquet file; text columns come back with ``object`` dtype.
+
+    ``encoding`` is the CSV's text encoding (default UTF-8); a file that is not in it is
+    refused naming its first bad line and the ``--encoding`` option.
+    """
     p = Path(path)
+    if encoding is not None:
+        import codecs
+
+        try:
+            codecs.lookup(encoding)
+        except LookupError:
+            raise ThreedglError(f"unknown text encoding {encoding!r} (e.g. utf-8, latin-1, "
+                                "cp1252)") from None
     if not p.exists():
         raise ThreedglError(f"file '{p}' does not exist")
     if not p.is_file():
@@ -28,13 +40,15 @@ def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
         if suffix in (".parquet", ".pq"):
             df = pd.read_parquet(p)
         elif suffix in (".csv", ".txt", ".gz") or suffix == "":
-            df = pd.read_csv(p)
+            df = pd.read_csv(p, encoding=encoding or "utf-8")
         else:
             raise ThreedglError(
                 f"'{p}': unsupported file type '{suffix}' (use {', '.join(TABLE_SUFFIXES)})"
             )
     except pd.errors.EmptyDataError:
         raise SchemaError(f"'{p}' is empty (no header, no rows)") from None
+    except UnicodeDecodeError as exc:
+        raise ThreedglError(_not_encoded(p, encoding or "utf-8", exc)) from None
     except pd.errors.ParserError as exc:
         raise SchemaError(f"'{p}' is not a valid CSV file: {str(exc).splitlines()[0]}") from None
     except (OSError, ValueError) as exc:
@@ -51,17 +65,36 @@ def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
     return df
 
 
+def _not_encoded(p: Path, encoding: str, exc: UnicodeDecodeError) -> str:
+    """The first line of ``p`` that is not valid ``encoding``, for the error message."""
+    where = f"the byte 0x{exc.object[exc.start:exc.start + 1].hex()}"
+    if p.suffix.lower() != ".gz":  # a compressed file's lines are not its bytes' lines
+        with open(p, "rb") as fh:
+            for line_no, raw in enumerate(fh, start=1):
+                try:
+                    raw.decode(encoding)
+                except UnicodeDecodeError as bad:
+                    where = f"line {line_no} holds the byte 0x{raw[bad.start:bad.start + 1].hex()}"
+                    break
+    return (f"'{p}' is not {encoding} text: {where}; pass its encoding, e.g. "
+            "--encoding latin-1 (or cp1252)")
+
+
 @contextlib.contextmanager
-def atomic_open(path: str | os.PathLike[str], mode: str = "w", **kwargs: Any) -> Iterator[IO[Any]]:
+def atomic_open(path: str | os.PathLike[str], mode: str = "w", *, private: bool = False,
+                **kwargs: Any) -> Iterator[IO[Any]]:
     """Open a temporary file beside ``path``; on success, rename it over ``path``.
 
     Nothing half-written is ever left at ``path``: on any error the temporary file is
-    removed and ``path`` is untouched.
+    removed and ``path`` is untouched. The file gets the mode a new file gets (0666 less
+    the umask, as ``open`` gives), or 0600 when ``private`` (the ledger).
     """
     target = Path(path)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        if not private:
+            os.fchmod(fd, 0o666 & ~_umask())
     except OSError as exc:
         raise _about(exc, target) from None
     try:
@@ -79,13 +112,25 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", **kwargs: Any) ->
         raise
 
 
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux tells it (threads)."""
+    with contextlib.suppress(OSError, ValueError), \
+            open("/proc/self/status", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _about(exc: OSError, target: Path) -> OSError:
     """The same kind of OSError, naming the file the user asked for (not a temporary)."""
     return type(exc)(exc.errno, exc.strerror or str(exc), str(target))
 
 
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
-    with atomic_open(path, "w", encoding="utf-8") as fh:
+def atomic_write_text(path: str | os.PathLike[str], text: str, *, private: bool = False) -> None:
+    with atomic_open(path, "w", encoding="utf-8", private=private) as fh:
         fh.write(text)
 
 

@@ -16,6 +16,7 @@ The schema is a frozen value type, validated when built, with an exact JSON roun
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -36,6 +37,7 @@ from threedgl.schema.conform import (
     _conform_categorical,
     _conform_numeric,
     apply_nan_policy,
+    outside_bounds,
 )
 
 SCHEMA_FORMAT = "threedgl.schema"
@@ -262,11 +264,21 @@ class Schema:
         # NaN policy first, so a missing value is reported as missing, not as a bad value.
         table = apply_nan_policy(table, nan_policy)
         out: dict[str, pd.Series] = {}
+        clipped: list[str] = []
         for name in present:
             col = self[name]
             series = table[name]
             if isinstance(col, NumericColumn):
                 out[name] = _conform_numeric(col, series)
+                if outside_bounds(col, out[name]):
+                    clipped.append(f"'{name}' [{col.minimum:g}, {col.maximum:g}]")
             else:
                 out[name] = _conform_categorical(col, series)
+        if clipped:  # the public bounds only: no number computed from the rows
+            warnings.warn(
+                f"values outside the schema's bounds are clipped to them in column(s) "
+                f"{', '.join(clipped)}",
+                UserWarning,
+                stacklevel=2,
+            )
         return pd.DataFrame(out, index=table.index)

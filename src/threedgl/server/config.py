@@ -113,6 +113,11 @@ class Settings(BaseSettings):
                 f"THREEDGL_DB_URL {v!r} is not a database URL "
                 "(e.g. sqlite:///threedgl-server.db or postgresql+psycopg://user@host/db)"
             ) from None
+        if url.get_backend_name() == "postgres":  # Heroku's and libpq's spelling
+            raise ValueError(
+                f"database URL scheme {url.drivername + '://'!r} is not one SQLAlchemy knows: "
+                "write postgresql+psycopg://user@host:5432/db"
+            )
         if url.get_backend_name() not in ("sqlite", "postgresql"):
             raise ValueError(
                 f"database {url.get_backend_name()!r} is not supported (use sqlite or postgresql)"

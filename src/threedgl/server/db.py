@@ -173,7 +173,11 @@ def init_database(engine: Engine) -> int:
             tables = set(inspect(conn).get_table_names())
     except OperationalError as exc:
         first = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-        raise DatabaseError(f"cannot open the database {where}: {first}") from None
+        hint = ""
+        if "does not exist" in first and engine.url.get_backend_name() == "postgresql":
+            hint = (f" (the server creates its tables, not the database: create it first, "
+                    f"e.g. createdb {engine.url.database})")
+        raise DatabaseError(f"cannot open the database {where}: {first}{hint}") from None
     ours = {t.name for t in Base.metadata.sorted_tables}
     try:
         if SchemaVersion.__tablename__ in tables:

@@ -298,7 +298,9 @@ def report_rounds(
         return "no client was evaluated"
     result = SimulationResult(
         dataset=f"{(spec.data or {}).get('dataset', 'federation')} on Flower",
-        config={"clients": spec.clients, "split": spec.split,
+        # a deployment's nodes bring their own CSVs (data-path): nothing was split
+        config={"clients": spec.clients,
+                "split": spec.split if spec.data is not None else "each node's own data-path",
                 "epsilon": spec.factory.get("epsilon"), "seeds": len(rounds),
                 "random_state": spec.random_state, "epochs": spec.factory.get("epochs"),
                 "engine": "flower", "workers": spec.clients},
