@@ -137,6 +137,8 @@ def simulate(
     elapsed = time.perf_counter() - started
     per_client = result.per_client()
     per_client = per_client[["client", "scenario", "accuracy", "f1", "auc", "synthetic_rows", "client_rows"]]
+    for rows in ("synthetic_rows", "client_rows"):  # means over seeds: whole rows to show
+        per_client[rows] = per_client[rows].round().astype("Int64")
     console.print(frame_table(per_client.rename(columns=SHORT), title="Per client (%, mean over seeds)"))
     summary = result.summary().reset_index()
     cols = ["scenario", "accuracy", "f1", "auc", "accuracy_gain", "f1_gain", "auc_gain"]
