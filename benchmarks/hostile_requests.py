@@ -38,19 +38,12 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
+from upload_memory import kib  # noqa: E402  (a process's /proc status field, in KiB)
+
 import server_fixtures as sf  # noqa: E402  (the tests' real-server harness)
 
 MB = 1024 * 1024
 OCTETS = {"Content-Type": "application/octet-stream"}
-
-
-def _status(pid: int) -> dict[str, int]:
-    out = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            out[key] = int(value.split()[0])
-    return out
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -62,14 +55,14 @@ def measure(server: sf.ServerProcess, request: Callable[[], Any]) -> dict[str, A
     assert server.proc is not None
     pid = server.proc.pid
     Path(f"/proc/{pid}/clear_refs").write_text("5")
-    before, cpu0, t0 = _status(pid)["VmRSS"], _cpu_seconds(pid), time.perf_counter()
+    before, cpu0, t0 = kib(pid, "VmRSS"), _cpu_seconds(pid), time.perf_counter()
     try:
         status: Any = request()
     except httpx.HTTPError as exc:
         status = type(exc).__name__
     return {"status": status, "seconds": round(time.perf_counter() - t0, 2),
             "server_cpu_s": round(_cpu_seconds(pid) - cpu0, 2),
-            "server_growth_mb": round((_status(pid)["VmHWM"] - before) / 1024, 1)}
+            "server_growth_mb": round((kib(pid, "VmHWM") - before) / 1024, 1)}
 
 
 def _rewritten(data: bytes, change: Callable[[dict[str, Any]], None]) -> bytes:

@@ -99,6 +99,16 @@ def _target(base: str, name: str) -> str:
     return sub if sub in MODULES else base
 
 
+def _imported(module: str, path: Path, node: ast.AST) -> set[str]:
+    """The modules one import statement loads (nothing for any other node)."""
+    if isinstance(node, ast.Import):
+        return {a.name for a in node.names}
+    if isinstance(node, ast.ImportFrom):
+        base = _resolve(module, path, node)
+        return {_target(base, alias.name) for alias in node.names}
+    return set()
+
+
 def _imports(module: str, path: Path) -> set[str]:
     """Every threedgl module ``module`` imports at run time (lazy imports in functions
     included, ``if TYPE_CHECKING:`` blocks excluded)."""
@@ -110,12 +120,7 @@ def _imports(module: str, path: Path) -> set[str]:
             for child in node.orelse:
                 visit(child)
             return
-        if isinstance(node, ast.Import):
-            found.update(a.name for a in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            base = _resolve(module, path, node)
-            for alias in node.names:
-                found.add(_target(base, alias.name))
+        found.update(_imported(module, path, node))
         for child in ast.iter_child_nodes(node):
             visit(child)
 
@@ -156,12 +161,8 @@ def _module_level_imports(module: str, path: Path) -> set[str]:
         node = nodes.pop()
         if isinstance(node, ast.If) and _is_type_checking(node.test):
             nodes.extend(node.body)
-        elif isinstance(node, ast.Import):
-            top.update(a.name for a in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            base = _resolve(module, path, node)
-            for alias in node.names:
-                top.add(_target(base, alias.name))
+        else:
+            top.update(_imported(module, path, node))
     return top
 
 

@@ -340,7 +340,7 @@ def test_a_skewed_clients_selection_rows_follow_the_federations_mix() -> None:
         warnings.simplefilter("ignore")
         gens = [DPMarginals(random_state=i).fit(part, target=ds.target, schema=ds.schema)
                 for i, part in enumerate((frame.iloc[:300], frame.iloc[300:700]))]
-    mix = scen_mod.released_mix(GeneratorsPool(gens), ds.schema)
+    mix = scen_mod.released_mix(GeneratorsPool(gens))
     assert set(mix) == {"0", "1"} and abs(sum(mix.values()) - 1) < 1e-12
     released = sum(g.class_rows_[0] for g in gens) / sum(sum(g.class_rows_) for g in gens)
     assert mix["0"] == pytest.approx(released)

@@ -165,12 +165,12 @@ def _all_rows(sweep: SweepResult, table: pd.DataFrame) -> SweepResult:
     return replace(sweep, best_size=len(table), best_score=math.nan)
 
 
-def released_mix(pool: Any, schema: Schema) -> dict[str, float]:
+def released_mix(pool: Any) -> dict[str, float]:
     """The federation's class mix as the pool releases it: per class label (as text), its
     share of the rows the pool's generators released (public, DP in the default mode)."""
     totals: dict[str, float] = {}
-    for g in getattr(pool, "generators", [pool]):
-        for label, rows in zip(g.labels_, g.class_rows_, strict=True):
+    for released in pool.released_rows():
+        for label, rows in released.items():
             if rows > 0:
                 totals[str(label)] = totals.get(str(label), 0.0) + float(rows)
     whole = sum(totals.values())
@@ -474,7 +474,7 @@ def evaluate_client(
     """
     n = options.pool_rows(len(client_df))
     s_pool, s_own, s_order, s_cv, s_shift = np.random.SeedSequence(random_state).generate_state(5)
-    shifted = shift_to_mix(client_df, released_mix(pool, schema), schema, int(s_shift))
+    shifted = shift_to_mix(client_df, released_mix(pool), schema, int(s_shift))
     pool_syn = sample_class_mix(pool, n, int(s_pool), int(s_order), client_df, schema,
                                 positive_label, options, shifted)
     own_syn = sample_class_mix(own, n, int(s_own), int(s_order), client_df, schema,

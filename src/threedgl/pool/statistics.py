@@ -160,12 +160,10 @@ def calibrated_sample(
     if balanced:
         sizes = class_counts(int(n), [1.0] * len(labels))
     else:
-        shares = pool.allocation(int(n), balanced=False)  # for classes nobody measured
+        released = pool.released_rows()  # rows, for the classes nobody measured
         sizes = class_counts(int(n), [
-            max(stats.counts[lab], 0.0) if lab in stats.counts else
-            float(sum(a[g.labels_.index(lab)] for a, g in zip(shares, pool.generators,
-                                                              strict=True) if lab in g.labels_))
-            for lab in labels])
+            max(stats.counts[lab], 0.0) if lab in stats.counts
+            else float(sum(max(r.get(lab, 0.0), 0.0) for r in released)) for lab in labels])
     grid = stats.discretizer
     frames = []
     for label, size in zip(labels, sizes, strict=True):

@@ -172,13 +172,7 @@ def outcomes_by_seed(server_job: Any, clients: int, seeds: int) -> list[SeedOutc
             # clients' logs, nothing carries them to the ServerApp
             warnings=[[] for _ in range(clients)],
             evaluated=[r.clients[c].scores for c in range(clients)],
-            without_generator={c: _reason(r.clients[c].refused) for c in range(clients)
+            without_generator={c: str(r.clients[c].refused) for c in range(clients)
                                if r.clients[c].refused is not None},
         ))
     return out
-
-
-def _reason(refused: str | None) -> str:
-    """The local engine's wording: "could not train: ..." or "generator refused: ..."."""
-    text = str(refused)
-    return text if text.startswith("could not train: ") else f"generator refused: {text}"

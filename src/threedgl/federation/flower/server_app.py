@@ -44,8 +44,8 @@ class ClientOutcome:
     client: int
     node_id: int
     scores: dict[str, dict[str, float]] | None = None
-    #: Why the client has no generator in the pool (it could not train, or its generator
-    #: was refused); it then scores its own data only.
+    #: Why the client has no generator in the pool, worded as the local engine words it
+    #: ("could not train: …" or "generator refused: …"); it then scores its own data only.
     refused: str | None = None
     #: Scored on the node, the scores kept there (a deployed client, share-scores off).
     kept: bool = False
@@ -179,7 +179,7 @@ class ThreedglServer:
                 self.transport.publish(client, artifacts[client])
             except ThreedglError as exc:  # Refused, or a Global Server's answer
                 reason = exc.reason if isinstance(exc, Refused) else str(exc)
-                outcome.clients[client].refused = reason
+                outcome.clients[client].refused = f"generator refused: {reason}"
                 log.warning("3DGL: refused client %d: %s", client, reason)
         accepted = {c: artifacts[c] for c in sorted(artifacts) if outcome.clients[c].refused is None}
         requests = []
