@@ -3,6 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.tree import DecisionTreeClassifier
@@ -105,3 +107,28 @@ def test_user_errors() -> None:
         utility_scores(TRAIN, TEST, SCHEMA, encoding="ordinal")  # type: ignore[arg-type]
     with pytest.raises(ThreedglError, match="class column"):
         utility_scores(TRAIN.drop(columns="y"), TEST, SCHEMA)
+
+
+def test_binary_auc_known_answers():
+    from threedgl.evaluation.utility import binary_auc
+
+    assert binary_auc(np.array([False, True]), np.array([0.1, 0.9])) == 1.0
+    assert binary_auc(np.array([True, False]), np.array([0.1, 0.9])) == 0.0
+    assert binary_auc(np.array([True, False, True, False]), np.array([1.0, 1.0, 1.0, 1.0])) == 0.5
+    # one tie between a positive and a negative counts a half: (1 + 1 + 0.5 + 1) / 4
+    assert binary_auc(np.array([True, True, False, False]),
+                      np.array([0.9, 0.5, 0.5, 0.1])) == 0.875
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.integers(0, 6)), min_size=2, max_size=60),
+       st.booleans())
+def test_binary_auc_is_scikit_learns_roc_auc(pairs, continuous):
+    from threedgl.evaluation.utility import binary_auc
+
+    truth = np.array([t for t, _ in pairs])
+    assume(truth.any() and not truth.all())
+    score = np.array([float(s) for _, s in pairs])  # few distinct values: many ties
+    if continuous:
+        score = score + np.linspace(0, 0.5, len(score))
+    assert binary_auc(truth, score) == pytest.approx(roc_auc_score(truth, score), abs=1e-12)

@@ -120,13 +120,38 @@ def one_worker() -> SimulationResult:
     return _run(1)
 
 
-def test_same_seed_same_results_with_1_and_2_workers(one_worker: SimulationResult) -> None:
-    two = _run(2)
-    pd.testing.assert_frame_equal(one_worker.to_frame(), two.to_frame())
+@pytest.fixture(scope="module")
+def two_seeds_one_worker() -> SimulationResult:
+    return _run(1, seeds=2)
+
+
+def test_same_seed_same_results_with_1_and_2_workers(
+        two_seeds_one_worker: SimulationResult) -> None:
+    two = _run(2, seeds=2)  # with a worker pool, the two seeds' rounds run at once
+    pd.testing.assert_frame_equal(two_seeds_one_worker.to_frame(), two.to_frame())
     # seeds are derived per (random_state, seed index, purpose, client): all distinct
     seeds = {sim_mod.derive_seed(11, s, p, c) for s in range(2) for p in range(4) for c in range(3)}
     assert len(seeds) == 24
     assert sim_mod.derive_seed(11, 0, 2, 1) != sim_mod.derive_seed(12, 0, 2, 1)
+
+
+def test_simulations_sharing_one_pool_at_once_give_the_same_scores(
+        two_seeds_one_worker: SimulationResult) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from threedgl.federation.workers import make_executor
+
+    pool = make_executor(2)
+    try:
+        with ThreadPoolExecutor(max_workers=2) as drivers:
+            results = list(drivers.map(lambda _: _run(2, seeds=2, executor=pool), range(2)))
+    finally:
+        assert pool is not None
+        pool.shutdown()
+    for result in results:
+        pd.testing.assert_frame_equal(two_seeds_one_worker.to_frame(), result.to_frame())
+    with pytest.raises(ThreedglError, match="local engine"):
+        simulate("titanic", clients=2, engine="flower", executor=ThreadPoolExecutor(1))
 
 
 def test_result_shapes_and_reports(one_worker: SimulationResult, tmp_path: Path) -> None:

@@ -146,3 +146,19 @@ def test_the_pool_uses_no_private_generator_attribute() -> None:
     imported = sorted({a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)
                        for a in n.names if a.name.startswith("_")})
     assert private_attrs == [] and imported == []
+
+
+def test_limit_threads_finds_the_libraries_again_after_an_import(monkeypatch):
+    """The thread limiter caches threadpoolctl's view of the loaded libraries; a module
+    imported since (it may load an OpenMP or BLAS library) makes it look again."""
+    import sys
+    import types
+
+    from threedgl import threads
+
+    with threads.limit_threads(1):
+        pass
+    first = threads._controller()
+    assert threads._controller() is first  # nothing imported: the same view
+    monkeypatch.setitem(sys.modules, "threedgl_test_fake_module", types.ModuleType("fake"))
+    assert threads._controller() is not first

@@ -150,7 +150,7 @@ def reproduce(
     from threedgl import datasets
     from threedgl.experiments import reproduce as rep
     from threedgl.experiments.report import RunInfo, write_outputs
-    from threedgl.experiments.runs import audit_tables, federation_tables, privacy_tables
+    from threedgl.experiments.runs import federation_tables, privacy_and_audit_tables
     from threedgl.experiments.tables import summary_tables
 
     start = time.perf_counter()
@@ -185,10 +185,9 @@ def reproduce(
         if privacy:
             t0 = time.perf_counter()
             with err_console.status("membership-inference attacks") as status:
-                extra["privacy"] = privacy_tables(small, quick=quick, jobs=n_jobs,
-                                                  progress=lambda msg: status.update(msg))
-                extra["audit"] = audit_tables(small, quick=quick,
-                                              progress=lambda msg: status.update(msg))
+                extra["privacy"], extra["audit"] = privacy_and_audit_tables(
+                    small, quick=quick, jobs=n_jobs,
+                    progress=lambda msg: status.update(msg))
             info.seconds["privacy table"] = time.perf_counter() - t0
         info.seconds["total"] = time.perf_counter() - start
         written = write_outputs(result, out, extra, info)

@@ -294,12 +294,16 @@ def select_on_own_data(
     options: EvaluationOptions,
     random_state: int,
     selection_df: pd.DataFrame | None = None,
+    *,
+    swept: tuple[SweepResult | None, SweepResult | None] = (None, None),
 ) -> OwnSelection:
     """Every choice a client makes from its own data only (this function never sees the
     test set): the Fold-Fold / Fold-Test size, the own-generator size, the number of pool
     rows to add to its own rows, and the local cross-validation baseline. The sizes are
     chosen on ``selection_df`` (default: its rows as they are; :func:`evaluate_client`
-    passes them shifted to the federation's class mix, :func:`shift_to_mix`)."""
+    passes them shifted to the federation's class mix, :func:`shift_to_mix`). ``swept``:
+    the size sweeps of the pool's and the own table on ``selection_df`` when
+    :func:`sample_class_mix` already ran them (the same sweeps: they are not run again)."""
     if selection_df is None:
         selection_df = client_df
     sweep_kw: dict[str, Any] = {
@@ -311,7 +315,7 @@ def select_on_own_data(
     }
     folds = cv_splits(client_df[schema.target], options.cv_folds, random_state)
     local_cv = _cv_scores(client_df, folds, schema, positive_label)
-    pool_sweep = size_sweep(pool_synthetic, selection_df, schema, **sweep_kw)
+    pool_sweep = swept[0] or size_sweep(pool_synthetic, selection_df, schema, **sweep_kw)
     judge = can_judge(client_df, schema)
     if not judge:
         pool_sweep = _all_rows(pool_sweep, pool_synthetic)
@@ -319,7 +323,7 @@ def select_on_own_data(
         utility_scores(pool_sweep.best_prefix(pool_synthetic), client_df, schema,
                        positive_label=positive_label)
     )
-    own_sweep = size_sweep(own_synthetic, selection_df, schema, **sweep_kw)
+    own_sweep = swept[1] or size_sweep(own_synthetic, selection_df, schema, **sweep_kw)
     if not judge:
         own_sweep = _all_rows(own_sweep, own_synthetic)
 
@@ -409,27 +413,43 @@ def sample_class_mix(
     """``n`` rows of ``generator`` (a pool or a generator), classes interleaved, in the class
     mix of ``options.class_mix`` ("select": the mix whose size sweep scores better on the
     client's own rows, or ``selection_df``; never the test set)."""
+    return _sample_class_mix(generator, n, sample_seed, order_seed, client_df, schema,
+                             positive_label, options, selection_df)[0]
+
+
+def _sample_class_mix(
+    generator: Any,
+    n: int,
+    sample_seed: int,
+    order_seed: int,
+    client_df: pd.DataFrame,
+    schema: Schema,
+    positive_label: Any,
+    options: EvaluationOptions,
+    selection_df: pd.DataFrame | None = None,
+) -> tuple[pd.DataFrame, SweepResult | None]:
+    """:func:`sample_class_mix` and the chosen table's size sweep on ``selection_df``
+    (``None`` when there was one mix to choose from, and no sweep)."""
     if selection_df is None:
         selection_df = client_df
     mixes = ("balanced", "released") if options.class_mix == "select" else (options.class_mix,)
     if options.class_mix == "select" and not can_judge(client_df, schema):
         mixes = ("released",)  # its rows cannot choose: the federation's released mix
-    best: tuple[float, pd.DataFrame] | None = None
+    best: tuple[float, pd.DataFrame, SweepResult] | None = None
     for mix in mixes:
         table = interleave_classes(
             generator.sample(n, balanced=mix == "balanced", random_state=sample_seed), schema,
             random_state=order_seed,
         )
         if len(mixes) == 1:
-            return table
-        score = size_sweep(table, selection_df, schema, start=options.start,
-                           growth=options.growth,
-                           patience=options.patience, metric=options.metric,
-                           positive_label=positive_label).best_score
-        if best is None or score > best[0]:
-            best = (score, table)
+            return table, None
+        sweep = size_sweep(table, selection_df, schema, start=options.start,
+                           growth=options.growth, patience=options.patience,
+                           metric=options.metric, positive_label=positive_label)
+        if best is None or sweep.best_score > best[0]:
+            best = (sweep.best_score, table, sweep)
     assert best is not None
-    return best[1]
+    return best[1], best[2]
 
 
 def evaluate_local_only(
@@ -475,12 +495,13 @@ def evaluate_client(
     n = options.pool_rows(len(client_df))
     s_pool, s_own, s_order, s_cv, s_shift = np.random.SeedSequence(random_state).generate_state(5)
     shifted = shift_to_mix(client_df, released_mix(pool), schema, int(s_shift))
-    pool_syn = sample_class_mix(pool, n, int(s_pool), int(s_order), client_df, schema,
-                                positive_label, options, shifted)
-    own_syn = sample_class_mix(own, n, int(s_own), int(s_order), client_df, schema,
-                               positive_label, options, shifted)
+    pool_syn, pool_sweep = _sample_class_mix(pool, n, int(s_pool), int(s_order), client_df,
+                                             schema, positive_label, options, shifted)
+    own_syn, own_sweep = _sample_class_mix(own, n, int(s_own), int(s_order), client_df, schema,
+                                           positive_label, options, shifted)
     selection = select_on_own_data(
-        client_df, pool_syn, own_syn, schema, positive_label, options, int(s_cv), shifted
+        client_df, pool_syn, own_syn, schema, positive_label, options, int(s_cv), shifted,
+        swept=(pool_sweep, own_sweep),
     )
     out = score_on_test(
         selection, client_df, pool_syn, own_syn, test_df, schema, positive_label, options

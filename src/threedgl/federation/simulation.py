@@ -27,9 +27,11 @@ random choice is seeded from ``(random_state, seed index, purpose[, client index
 
 from __future__ import annotations
 
+import threading
 import time
 import warnings
 from collections.abc import Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import asdict
 from typing import Any
 
@@ -147,6 +149,65 @@ def _run_local(
                        without_generator=without)
 
 
+def central_scores(train: Any, test: Any, schema: Schema, positive_label: Any) -> dict[str, float]:
+    """The ``centralized`` scenario of one seed: the classifier trained on every client's
+    rows together, scored on the test split (a task of the worker pool)."""
+    with single_thread(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _scores(utility_scores(train, test, schema, positive_label=positive_label))
+
+
+def _run_rounds(
+    engine: str,
+    data: Any,
+    frame: Any,
+    splits: list[SeedSplit],
+    *,
+    schema: Schema,
+    positive_label: Any,
+    clients: int,
+    seeds: int,
+    spec: SplitSpec,
+    test_size: float,
+    min_rows: int,
+    factory: GeneratorFactory,
+    server: PoolServer | None,
+    options: EvaluationOptions,
+    random_state: int,
+    epsilon: float,
+    delta: float,
+    workers: int,
+    pool: Executor | None,
+    tick: Callable[[str], Callable[[], None]],
+) -> list[SeedOutcome]:
+    """Every seed's round on ``engine``. On the local engine without a ``server`` of the
+    caller's, each seed has its own in-memory server and, with a worker ``pool``, the seeds'
+    rounds run at once: the pool takes a seed's evaluations while another seed's clients
+    train, instead of waiting at the end of every phase for its slowest client."""
+    if engine == "flower":
+        from threedgl.federation.flower.engine import run_flower_simulation
+
+        return run_flower_simulation(
+            data=data if isinstance(data, str) else None, frame=frame, schema=schema,
+            positive_label=positive_label, clients=clients, seeds=seeds, split=spec,
+            test_size=test_size, min_rows=min_rows, random_state=random_state,
+            factory=factory, options=options, epsilon=epsilon, delta=delta, workers=workers,
+            server=server, tick=tick,
+        )
+
+    def one(s: int) -> SeedOutcome:
+        return _run_local(splits[s], s, schema=schema, positive_label=positive_label,
+                          clients=clients, factory=factory,
+                          server=server if server is not None else InMemoryServer(),
+                          options=options, random_state=random_state, epsilon=epsilon,
+                          delta=delta, executor=pool, tick=tick)
+
+    if pool is None or server is not None or seeds == 1:  # a caller's server: one round at a time
+        return [one(s) for s in range(seeds)]
+    with ThreadPoolExecutor(max_workers=seeds, thread_name_prefix="threedgl-seed") as rounds:
+        return list(rounds.map(one, range(seeds)))
+
+
 def _check_int(name: str, value: Any, least: int, what: str) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < least:
         raise ThreedglError(f"{name} must be {what}, got {value!r}")
@@ -177,6 +238,7 @@ def simulate(
     mode: str = "anchored",
     generator: str = "ddp-betavae",
     engine: str = "local",
+    executor: Executor | None = None,
 ) -> SimulationResult:
     """Run the 3DGL simulation (see the module docstring).
 
@@ -190,6 +252,10 @@ def simulate(
     min(2, cores); 1 runs in this process). ``engine`` is ``"local"`` (our process pool) or
     ``"flower"`` (Flower's simulation runtime, ``pip install threedgl[flower]``; needs a
     finite ``epsilon`` and a :class:`PresetFactory`, whose settings travel as JSON).
+    ``executor``: a process pool of the caller's for the local engine's clients (instead
+    of ``workers`` new processes), e.g. one pool shared by several simulations run at once
+    (:func:`threedgl.experiments.runs.federation_tables`); it must run each task on one
+    thread (initializer :func:`threedgl.threads.init_worker`).
     """
     start_time = time.perf_counter()
     ds_name, frame, schema, pos, preset = resolve_data(data, target, schema, positive_label, name)
@@ -206,11 +272,11 @@ def simulate(
         raise ThreedglError(f"test_size must be in (0, 1), got {test_size!r}")
     if engine not in ENGINES:
         raise ThreedglError(f"engine must be one of {list(ENGINES)}, got {engine!r}")
+    if executor is not None and engine != "local":
+        raise ThreedglError("executor is the local engine's worker pool: Flower runs its own")
     if random_state is None:
         random_state = int(np.random.SeedSequence().entropy)  # type: ignore[arg-type]  # 128 bits
     factory = generator_factory or PresetFactory(preset, epsilon, delta, epochs, mode, generator)
-    if engine == "local":
-        server = server if server is not None else InMemoryServer()
     target_col = schema.target
     assert target_col is not None
 
@@ -229,7 +295,8 @@ def simulate(
         "positive_label": pos,
         "preset": preset,
         "generator_factory": repr(factory),
-        "server": type(server).__name__ if server is not None else "CheckedPool",
+        "server": type(server).__name__ if server is not None else (
+            "InMemoryServer" if engine == "local" else "CheckedPool"),
         "engine": engine,
         "options": asdict(opts),
         "rows": len(frame),
@@ -237,11 +304,14 @@ def simulate(
     total = seeds * clients
     done = {"train": 0, "evaluate": 0}
 
+    counting = threading.Lock()  # the seeds' rounds may run at once
+
     def tick(phase: str) -> Callable[[], None]:
         def _f() -> None:
-            done[phase] += 1
-            if progress is not None:
-                progress(phase, done[phase], total)
+            with counting:
+                done[phase] += 1
+                if progress is not None:
+                    progress(phase, done[phase], total)
 
         return _f
 
@@ -250,37 +320,27 @@ def simulate(
                        min_rows=min_rows)
         for s in range(seeds)
     ]
-    central = []
-    for sp in splits:
-        with single_thread(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            central.append(_scores(utility_scores(sp.train, sp.test, schema, positive_label=pos)))
-
-    outcomes: list[SeedOutcome]
-    if engine == "flower":
-        from threedgl.federation.flower.engine import run_flower_simulation
-
-        outcomes = run_flower_simulation(
-            data=data if isinstance(data, str) else None, frame=frame, schema=schema,
-            positive_label=pos, clients=clients, seeds=seeds, split=spec,
-            test_size=test_size, min_rows=min_rows, random_state=random_state,
-            factory=factory, options=opts, epsilon=epsilon, delta=delta, workers=workers,
-            server=server, tick=tick,
+    pool = None
+    if engine == "local":
+        pool = executor if executor is not None else make_executor(workers)
+    try:
+        # the centralized scores run beside the clients (a task of the pool when there is one)
+        central_jobs = [
+            pool.submit(central_scores, sp.train, sp.test, schema, pos) if pool is not None
+            else None for sp in splits
+        ]
+        outcomes = _run_rounds(
+            engine, data, frame, splits, schema=schema, positive_label=pos, clients=clients,
+            seeds=seeds, spec=spec, test_size=test_size, min_rows=min_rows, factory=factory,
+            server=server, options=opts, random_state=random_state, epsilon=epsilon,
+            delta=delta, workers=workers, pool=pool, tick=tick,
         )
-    else:
-        assert server is not None
-        executor = make_executor(workers)
-        try:
-            outcomes = [
-                _run_local(sp, s, schema=schema, positive_label=pos, clients=clients,
-                           factory=factory, server=server, options=opts,
-                           random_state=random_state, epsilon=epsilon, delta=delta,
-                           executor=executor, tick=tick)
-                for s, sp in enumerate(splits)
-            ]
-        finally:
-            if executor is not None:
-                executor.shutdown(wait=True, cancel_futures=True)
+        central = [job.result() if job is not None else central_scores(sp.train, sp.test,
+                                                                       schema, pos)
+                   for job, sp in zip(central_jobs, splits, strict=True)]
+    finally:
+        if pool is not None and pool is not executor:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     records: list[dict[str, Any]] = []
     messages: list[str] = []
