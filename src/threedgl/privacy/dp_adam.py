@@ -186,12 +186,22 @@ class DPAdam:
         Drawn from model m's own generator in parameter order (as Opacus does); finished
         models and models without noise draw nothing.
         """
+        sizes = [int(g[0].numel()) for g in grads]
         for m in range(len(self.sigma)):
             if not bool(active[m]) or self.sigma[m] == 0.0:
                 continue
             std = self.sigma[m] * float(self.clip[m])
-            for g in grads:
-                g[m] += _normal(self.generators[m], std, tuple(g.shape[1:]))
+            source = self.generators[m]
+            if isinstance(source, torch.Generator):  # its fills depend on the draw's size
+                for g in grads:
+                    g[m] += _normal(source, std, tuple(g.shape[1:]))
+                continue
+            # NumPy's generators (and the OS's): one draw for every parameter, split in
+            # parameter order, gives the numbers of one draw per parameter (a generator
+            # keeps no state between draws but its stream), at one call per model and step
+            noise = _normal(source, std, (sum(sizes),)).split(sizes)
+            for g, z in zip(grads, noise, strict=True):
+                g[m] += z.view(g.shape[1:])
 
     @torch.no_grad()
     def _adam(self, grads: list[Tensor], active: Tensor) -> None:
