@@ -1,6 +1,14 @@
 """Compare a reproduction's Tables II and III with the ones recorded in README.md.
 
     python benchmarks/compare_tables.py runs/full            # the run's table_*.csv files
+    python benchmarks/compare_tables.py runs/full --against benchmarks/results/reproduce-56ce257
+
+With ``--against DIR`` (an earlier run's CSV files, e.g. the recorded run of issue 23) every
+table the two runs share is compared cell by cell instead: Tables II to V in both modes, the
+privacy and the audit table. A cell ``mean ± std`` agrees within seed noise when
+|Δ| ≤ max(std, 0.05) as below; a cell without a recorded std (Tables IV and V and the
+privacy tables print means of 3 seeds, or seed 0 alone) must be equal up to 1e-6: the same
+seeds run the same computation, so anything else is a change, not noise.
 
 README.md holds each table between markers (``<!-- table-ii -->`` ... ``<!-- /table-ii -->``,
 also ``table-ii-hgb`` and ``table-iii``). Every cell is ``mean ± std`` (with the paper's
@@ -56,12 +64,73 @@ def cells(df: pd.DataFrame, pattern: re.Pattern[str] = CELL
     return out
 
 
+#: The tables of a run compared with ``--against`` (those present in both directories).
+RUN_TABLES = ("table_ii", "table_ii_hgb", "table_iii", "table_iv", "table_v", "table_iv_paper",
+              "table_v_paper", "privacy", "audit")
+#: Columns that name a row rather than hold a number.
+KEYS = ("dataset", "source", "mode", "setting", "epsilon", "attack", "epsilon_claimed")
+
+
+def compare_runs(run: Path, against: Path, show_all: bool = False) -> int:
+    """Every shared cell of two runs' CSV files (see the module docstring); 0 when all agree."""
+    total = agree = identical = 0
+    worst: list[tuple[float, str]] = []
+    for name in RUN_TABLES:
+        old_path, new_path = against / f"{name}.csv", run / f"{name}.csv"
+        if not (old_path.exists() and new_path.exists()):
+            print(f"{name}: not in both runs, skipped")
+            continue
+        old = pd.read_csv(old_path, dtype=str).fillna("")
+        new = pd.read_csv(new_path, dtype=str).fillna("")
+        keys = [k for k in KEYS if k in old.columns and k in new.columns]
+        old_rows = {tuple(r[k] for k in keys): r for _, r in old.iterrows()}
+        for _, row in new.iterrows():
+            key = tuple(row[k] for k in keys)
+            before = old_rows.get(key)
+            if before is None:
+                continue
+            for col in new.columns:
+                if col in keys or col not in old.columns:
+                    continue
+                m0, m1 = RUN_CELL.match(before[col]), RUN_CELL.match(row[col])
+                if m0 is None or m1 is None:
+                    continue
+                mean0, mean1 = float(m0.group(1)), float(m1.group(1))
+                delta = mean1 - mean0
+                std0 = float(m0.group(2)) if m0.group(2) else None
+                same = abs(delta) <= 1e-6 * max(1.0, abs(mean0))
+                ok = same or (std0 is not None and abs(delta) <= max(std0, 0.05))
+                total += 1
+                agree += ok
+                identical += same
+                units = abs(delta) / std0 if std0 else (0.0 if same else float("inf"))
+                line = (f"{name:13} {' / '.join(key):40} {col:28} before {mean0:10.4f}"
+                        f"{f' ± {std0:.3f}' if std0 is not None else ''}  after {mean1:10.4f}"
+                        f"  Δ {delta:+.2e} {'ok' if ok else 'OUTSIDE'}")
+                worst.append((units if not same else 0.0, line))
+                if show_all:
+                    print(line)
+    worst.sort(key=lambda t: t[0], reverse=True)
+    if not show_all and worst and worst[0][0] > 0:
+        print("largest differences (in recorded std; inf: a cell without std that moved):")
+        for units, line in worst[:10]:
+            if units > 0:
+                print("  " + line)
+    print(f"{agree} of {total} cells agree (within seed noise, or equal where no std is "
+          f"recorded); {identical} equal up to 1e-6")
+    return 0 if agree == total else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run", type=Path, help="output directory of 3dgl reproduce")
     parser.add_argument("--readme", type=Path, default=Path(__file__).parent.parent / "README.md")
+    parser.add_argument("--against", type=Path, default=None,
+                        help="an earlier run's directory: compare every shared table with it")
     parser.add_argument("--all", action="store_true", help="print every cell, not a summary")
     args = parser.parse_args(argv)
+    if args.against is not None:
+        return compare_runs(args.run, args.against, args.all)
     readme = args.readme.read_text(encoding="utf-8")
     total = agree = 0
     worst: list[tuple[float, str]] = []

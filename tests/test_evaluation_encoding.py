@@ -112,3 +112,48 @@ def test_bad_mode_and_bad_table() -> None:
     bad.loc[0, "port"] = "X"
     with pytest.raises(ThreedglError, match="port"):
         EvaluationEncoder(SCHEMA).transform(bad)
+
+
+def test_encoded_once_validates_each_table_once_and_scores_the_same(monkeypatch) -> None:
+    """Inside encoded_once a table object is validated and encoded once, whatever reads
+    it; the scores are those without it; the shared arrays are read-only."""
+    import warnings
+
+    from threedgl import datasets
+    from threedgl.evaluation import utility_scores
+    from threedgl.evaluation.encoding import EvaluationEncoder, encoded_once
+    from threedgl.evaluation.sweep import size_sweep
+
+    ds = datasets.load("titanic")
+    train, test = ds.frame.iloc[:600], ds.frame.iloc[600:]
+    synthetic = ds.frame.sample(500, random_state=0, replace=True).reset_index(drop=True)
+
+    def scores() -> tuple[object, ...]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            a = utility_scores(train, test, ds.schema, positive_label=ds.positive_label)
+            b = utility_scores(synthetic, test, ds.schema, positive_label=ds.positive_label)
+            sweep = size_sweep(synthetic, train, ds.schema, start=100)
+        return a["accuracy"], a["auc"], b["accuracy"], b["f1"], sweep.best_size, sweep.scores
+
+    calls: list[int] = []
+    validate = type(ds.schema).validate
+
+    def counting(self, df, *args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(id(df))
+        return validate(self, df, *args, **kwargs)
+
+    monkeypatch.setattr(type(ds.schema), "validate", counting)
+    plain = scores()
+    validated_plain = len(calls)
+    calls.clear()
+    with encoded_once():
+        cached = scores()
+        X, _ = EvaluationEncoder(ds.schema).transform(train)
+        with pytest.raises(ValueError):
+            X[0, 0] = 1.0  # shared with every other reader in the block: read-only
+    assert cached == plain
+    assert sorted(set(calls)) == sorted(calls)  # no table object validated twice
+    assert len(calls) == 3 < validated_plain  # train, test, synthetic
+    X2, _ = EvaluationEncoder(ds.schema).transform(train)  # outside the block: fresh
+    assert X2.flags.writeable

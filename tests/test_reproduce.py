@@ -98,7 +98,15 @@ def test_reproduce_quick_on_one_small_dataset(quick_run) -> None:  # type: ignor
     assert page.count("data:image/png;base64,") == 2  # the sweep and the marginals, embedded
     assert "How obtained" in page and 'id="table_ii"' in page and 'id="table_iii"' in page
     assert "src=\"http" not in page and "href=\"http" not in page  # self-contained
-    rows = json.loads((out / "results.json").read_text())["rows"]
+    results = json.loads((out / "results.json").read_text())
+    rows = results["rows"]
+    # how long each part took and how busy the machine was (issue 23)
+    run = results["run"]
+    assert set(run["seconds"]) == {"Tables II and III", "total"}
+    assert 0 < run["seconds"]["Tables II and III"] <= run["seconds"]["total"]
+    assert set(run["load_average"]) == {"Tables II and III"} and run["jobs"] >= 1
+    assert run["load_average"]["Tables II and III"]["max"] >= 0
+    assert "(load average " in page
     sources = {r["source"] for r in rows}
     assert {"Real", "DDP-βVAE (ε=1.9)", "DP marginals (ε=1.9)", "βVAE, no DP (ε=∞)"} <= sources
     main = [r for r in rows if r["source"] == "DDP-βVAE (ε=1.9)" and r["model"] == "logreg"]

@@ -149,7 +149,7 @@ def reproduce(
 
     from threedgl import datasets
     from threedgl.experiments import reproduce as rep
-    from threedgl.experiments.report import RunInfo, write_outputs
+    from threedgl.experiments.report import LoadSampler, RunInfo, write_outputs
     from threedgl.experiments.runs import federation_tables, privacy_and_audit_tables
     from threedgl.experiments.tables import summary_tables
 
@@ -170,25 +170,32 @@ def reproduce(
                        federation_datasets=small if federation else (),
                        privacy_datasets=small if privacy else ())
         result = rep.ReproduceResult()
+        info.jobs = n_jobs
         if utility:
-            with err_console.status("reproducing Tables II and III") as status:
+            with err_console.status("reproducing Tables II and III") as status, \
+                    LoadSampler() as load:
                 result = rep.reproduce(config, progress=lambda msg: status.update(msg))
             info.seconds["Tables II and III"] = result.seconds
+            info.load["Tables II and III"] = load.summary()
         if federation:
             t0 = time.perf_counter()
-            with err_console.status("3DGL simulation (Tables IV and V)") as status:
+            with err_console.status("3DGL simulation (Tables IV and V)") as status, \
+                    LoadSampler() as load:
                 tables, _ = federation_tables(small, seeds=fed_seeds, epochs=epochs,
                                               workers=n_jobs,
                                               progress=lambda msg: status.update(msg))
             extra.update(tables)
             info.seconds["Tables IV and V"] = time.perf_counter() - t0
+            info.load["Tables IV and V"] = load.summary()
         if privacy:
             t0 = time.perf_counter()
-            with err_console.status("membership-inference attacks") as status:
+            with err_console.status("membership-inference attacks") as status, \
+                    LoadSampler() as load:
                 extra["privacy"], extra["audit"] = privacy_and_audit_tables(
                     small, quick=quick, jobs=n_jobs,
                     progress=lambda msg: status.update(msg))
             info.seconds["privacy table"] = time.perf_counter() - t0
+            info.load["privacy table"] = load.summary()
         info.seconds["total"] = time.perf_counter() - start
         written = write_outputs(result, out, extra, info)
     narrow = Console(width=min(100, console.width), force_terminal=console.is_terminal)

@@ -9,6 +9,7 @@ and the style sheet is inline, so the file can be mailed or archived on its own.
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as _dt
 import html
 import json
@@ -43,6 +44,17 @@ class RunInfo:
     federation_seeds: int = 0
     federation_datasets: Sequence[str] = ()
     privacy_datasets: Sequence[str] = ()
+    #: The machine's 1-minute load average during each part, sampled every few seconds
+    #: (``{"mean": ..., "max": ...}``; the run's own workers count in it).
+    load: dict[str, dict[str, float]] = field(default_factory=dict)
+    jobs: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """How long each part took and how busy the machine was (``results.json``'s
+        ``run``)."""
+        return {"command": self.command, "seconds": dict(self.seconds),
+                "load_average": dict(self.load), "jobs": self.jobs,
+                "cpus": os.cpu_count(), "platform": platform.platform(terse=True)}
 
 
 # -- files -----------------------------------------------------------------------------------
@@ -71,7 +83,8 @@ def write_outputs(
     atomic_write_text(out / "tables.md", "\n".join(md))
     atomic_write_text(out / "results.csv", frame.to_csv(index=False))
     atomic_write_text(out / "results.json", json.dumps(
-        {"rows": frame.to_dict(orient="records"),
+        {"run": info.to_dict() if info is not None else None,
+         "rows": frame.to_dict(orient="records"),
          "sweeps": {d: {g: s.to_dict() for g, s in sw.items()} for d, sw in result.sweeps.items()}},
         indent=2, default=float))
     written += [out / "tables.md", out / "results.csv", out / "results.json"]
@@ -265,7 +278,10 @@ def render_html(
     cfg = info.config
     parts: list[str] = []
     now = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    timing = ", ".join(f"{k} {v / 60:.1f} min" for k, v in info.seconds.items())
+    timing = ", ".join(
+        f"{k} {v / 60:.1f} min" + (f" (load average {info.load[k]['mean']:.1f})"
+                                   if k in info.load else "")
+        for k, v in info.seconds.items())
     parts.append("<h1>threedgl: reproduction of the 3DGL / DDP-βVAE paper</h1>")
     parts.append(
         f'<p class="meta">threedgl {html.escape(__version__)} · {now} · '
@@ -324,3 +340,43 @@ def render_html(
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
             "<title>threedgl reproduction</title><style>" + CSS + "</style></head><body>"
             + "\n".join(parts) + "</body></html>\n")
+
+
+class LoadSampler:
+    """The machine's 1-minute load average, sampled every ``every`` seconds in a
+    background thread while the block runs (``with LoadSampler() as load: ...``, then
+    ``load.summary()``): how busy the machine was while a part of the run was timed.
+    Empty where the system has no load average."""
+
+    def __init__(self, every: float = 5.0) -> None:
+        import threading
+
+        self.every = every
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="threedgl-load")
+
+    def _sample(self) -> None:
+        with contextlib.suppress(AttributeError, OSError):  # no load average here
+            self.samples.append(os.getloadavg()[0])
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            self._sample()
+
+    def __enter__(self) -> LoadSampler:
+        self._sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+
+    def summary(self) -> dict[str, float]:
+        """``{"mean": ..., "max": ...}`` of the samples (empty without any)."""
+        if not self.samples:
+            return {}
+        return {"mean": round(sum(self.samples) / len(self.samples), 2),
+                "max": round(max(self.samples), 2)}

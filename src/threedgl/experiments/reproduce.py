@@ -40,6 +40,7 @@ from threedgl import datasets
 from threedgl.errors import ThreedglError, check_int
 from threedgl.evaluation.discriminator import discriminator_scores
 from threedgl.evaluation.divergence import feature_kld, tld
+from threedgl.evaluation.encoding import encoded_once
 from threedgl.evaluation.fidelity import pairwise_fidelity
 from threedgl.evaluation.marginals import kway_tvd
 from threedgl.evaluation.sweep import SweepResult, interleave_classes, size_sweep
@@ -134,7 +135,18 @@ def run_dataset(
 
     Also returns the sweep curves on the test split (for the plots: the scores of the
     models the selection fitted anyway) and (real train, DDP-βVAE sample) for the plots.
+    Every table is validated and encoded once (:func:`encoded_once`).
     """
+    with encoded_once():
+        return _run_dataset(name, seed, config, progress)
+
+
+def _run_dataset(
+    name: str,
+    seed: int,
+    config: ReproduceConfig,
+    progress: Progress | None = None,
+) -> tuple[list[dict[str, Any]], dict[str, SweepResult], tuple[pd.DataFrame, pd.DataFrame]]:
     ds = datasets.load(name)
     train, test = split(ds.frame, ds.target, seed)
     if config.max_train_rows is not None and len(train) > config.max_train_rows:

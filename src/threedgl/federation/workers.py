@@ -160,11 +160,12 @@ def evaluate_artifacts(
     from the pool's artifacts and its own artifact, as received (``.3dgl`` bytes); without
     its own generator (``own=None``: it could not train, or its generator was refused),
     its own data's scores only (:func:`~threedgl.federation.scenarios.evaluate_local_only`)."""
+    from threedgl.evaluation.encoding import encoded_once
     from threedgl.federation.scenarios import evaluate_local_only
     from threedgl.model.registry import load_generator_bytes
     from threedgl.pool import GeneratorsPool
 
-    with single_thread(), warnings.catch_warnings():
+    with single_thread(), warnings.catch_warnings(), encoded_once():
         warnings.simplefilter("ignore")
         if own is None:
             return evaluate_local_only(fold, test, schema, positive_label, options,
