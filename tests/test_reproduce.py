@@ -203,3 +203,30 @@ def test_reproduce_rows_do_not_depend_on_the_number_of_processes() -> None:
     # Per seed: Real and the generator, each with logreg, hgb and the marginal TVD.
     assert len(one) == 2 * 6 and sorted(one["seed"].unique()) == [0, 1]
     pd.testing.assert_frame_equal(one, two)
+
+
+def test_noniid_table_sets_the_pool_beside_dp_marginals_and_centralized(tmp_path: Path) -> None:
+    """`3dgl reproduce --noniid`'s table (issue 21): one row per (dataset, split), the
+    differences computed from the simulations' own summaries, rendered in report.html."""
+    from threedgl.experiments.report import RunInfo, write_outputs
+    from threedgl.experiments.reproduce import ReproduceResult
+    from threedgl.experiments.runs import noniid_table, simulate_all
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table = noniid_table(["titanic"], splits=("quantity:0.3",), seeds=1, clients=3,
+                             epochs=1, workers=1)
+        alone = simulate_all({"m": {"data": "titanic", "split": "quantity:0.3", "clients": 3,
+                                    "seeds": 1, "epochs": 1, "generator": "dp-marginals"}},
+                             workers=1)["m"].summary()
+    assert list(table[["dataset", "split"]].itertuples(index=False, name=None)) == [
+        ("titanic", "quantity:0.3")]
+    row = table.iloc[0]
+    assert row["pool, DP marginals"] == alone.loc["fold_test", "accuracy"]
+    assert row["centralized"] == alone.loc["centralized", "accuracy"]  # the same split
+    assert row["Δ vs centralized"] == pytest.approx(row["pool, DDP-βVAE"] - row["centralized"])
+    assert row["Δ vs DP marginals"] == pytest.approx(
+        row["pool, DDP-βVAE"] - row["pool, DP marginals"])
+    written = write_outputs(ReproduceResult(), tmp_path, {"noniid": table}, RunInfo())
+    page = written[-1].read_text()
+    assert "Label and quantity skew" in page and "quantity:0.3" in page

@@ -3,7 +3,7 @@ DDP-βVAE modes, and the membership-inference privacy table, over the bundled da
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
 
@@ -17,10 +17,13 @@ from threedgl.threads import init_worker
 
 __all__ = [
     "FEDERATION_MODES",
+    "NONIID_SPLITS",
     "audit_tables",
     "federation_tables",
+    "noniid_table",
     "privacy_and_audit_tables",
     "privacy_tables",
+    "simulate_all",
 ]
 
 Progress = Callable[[str], None]
@@ -30,6 +33,105 @@ FEDERATION_MODES: tuple[tuple[str, str, str], ...] = (
     ("anchored", "", "our DDP-βVAE"),
     ("paper", "_paper", "the paper's DDP-βVAE (Table I)"),
 )
+
+
+@unrecorded
+def simulate_all(
+    jobs: Mapping[Any, Mapping[str, Any]],
+    *,
+    workers: int | None = None,
+    progress: Progress | None = None,
+    what: str = "3DGL simulations",
+) -> dict[Any, Any]:
+    """``simulate(**jobs[key])`` for every key, every simulation at once on one pool of
+    ``workers`` processes (default min(2, cores)), the largest table first: the pool never
+    waits at the end of a simulation, a seed or a phase for its slowest client. The scores
+    are those of each simulation run alone (every random choice is seeded per simulation,
+    seed and client). Returns the results by key."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from threedgl import datasets
+    from threedgl.federation.simulation import simulate
+    from threedgl.federation.workers import default_workers, make_executor
+
+    def size(key: Any) -> int:
+        data = jobs[key]["data"]
+        return len(datasets.load(data).frame) if isinstance(data, str) else len(data)
+
+    order = sorted(jobs, key=size, reverse=True)
+    total = sum(int(jobs[k].get("clients", 10)) * int(jobs[k].get("seeds", 1)) for k in jobs)
+    done = {"train": 0, "evaluate": 0}
+    lock = threading.Lock()
+
+    def tick(phase: str, _done: int, _total: int) -> None:
+        with lock:
+            done[phase] += 1
+            if progress:
+                progress(f"{what}: {done['train']} clients trained, {done['evaluate']} "
+                         f"evaluated of {total}")
+
+    n_workers = workers if workers is not None else default_workers()
+    pool = make_executor(n_workers)
+
+    def run(key: Any) -> Any:
+        kwargs = dict(jobs[key])
+        return simulate(kwargs.pop("data"), workers=n_workers, executor=pool, progress=tick,
+                        **kwargs)
+
+    try:
+        if pool is None:  # one worker: in this process, one simulation after the other
+            results = [run(key) for key in order]
+        else:
+            with ThreadPoolExecutor(max_workers=len(order)) as drivers:
+                results = list(drivers.map(run, order))
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+    return dict(zip(order, results, strict=True))
+
+
+#: The splits of the label- and quantity-skew table (issue 21).
+NONIID_SPLITS: tuple[str, ...] = ("dirichlet:0.5", "dirichlet:0.1", "quantity:0.3")
+
+
+@unrecorded
+def noniid_table(
+    names: Sequence[str],
+    *,
+    splits: Sequence[str] = NONIID_SPLITS,
+    seeds: int = 3,
+    clients: int = 10,
+    epochs: int | None = None,
+    workers: int | None = None,
+    progress: Progress | None = None,
+) -> pd.DataFrame:
+    """Label and quantity skew in the default mode: for each dataset and split, the mean
+    Fold-Test accuracy over clients and seeds of the pool of DDP-βVAE generators (our
+    default mode) and of the pool of DP marginals (ε = 1.9 both), beside centralized real
+    data and local-only, with the differences (points). One row per (dataset, split)."""
+    jobs: dict[Any, dict[str, Any]] = {(name, split, generator): {"data": name, "split": split, "clients": clients,
+                                       "seeds": seeds, "epochs": epochs,
+                                       "generator": generator}
+            for name in names for split in splits
+            for generator in ("ddp-betavae", "dp-marginals")}
+    results = simulate_all(jobs, workers=workers, progress=progress,
+                           what=f"label and quantity skew, {len(jobs)} simulations")
+    rows = []
+    for name in names:
+        for split in splits:
+            ours = results[(name, split, "ddp-betavae")].summary()
+            marginals = results[(name, split, "dp-marginals")].summary()
+            central = float(ours.loc["centralized", "accuracy"])
+            pool = float(ours.loc["fold_test", "accuracy"])
+            base = float(marginals.loc["fold_test", "accuracy"])
+            rows.append({
+                "dataset": name, "split": split, "centralized": central,
+                "local only": float(ours.loc["local_test", "accuracy"]),
+                "pool, DDP-βVAE": pool, "pool, DP marginals": base,
+                "Δ vs centralized": pool - central, "Δ vs DP marginals": pool - base,
+            })
+    return pd.DataFrame(rows)
 
 
 @unrecorded
@@ -47,47 +149,11 @@ def federation_tables(
     (``"<mode>/<dataset>"``), for the report. Every simulation's clients run in one pool
     of ``workers`` processes (the simulation's default: min(2, cores)); the scores do not
     depend on it, nor on the order the simulations run in."""
-    import threading
-    from concurrent.futures import ThreadPoolExecutor
-
-    from threedgl import datasets
-    from threedgl.federation.simulation import simulate
-    from threedgl.federation.workers import default_workers, make_executor
-
-    # Every simulation at once on one worker pool, the largest dataset first: the pool
-    # never waits at the end of a simulation, a seed or a phase for its slowest client.
-    runs_todo = sorted(((mode, name) for mode, _, _ in FEDERATION_MODES for name in names),
-                       key=lambda run: -len(datasets.load(run[1]).frame))
-    total = 2 * len(runs_todo) * seeds * clients  # every client trains, then evaluates
-    done = {"train": 0, "evaluate": 0}
-    lock = threading.Lock()
-
-    def tick(phase: str, _done: int, _total: int) -> None:
-        with lock:
-            done[phase] += 1
-            if progress:
-                progress(f"3DGL simulation, {len(names)} dataset(s) × 2 modes, {clients} "
-                         f"clients × {seeds} seed(s): {done['train']} trained, "
-                         f"{done['evaluate']} evaluated of {total // 2}")
-
-    n_workers = workers if workers is not None else default_workers()
-    pool = make_executor(n_workers)
-
-    def run(job: tuple[str, str]) -> Any:
-        mode, name = job
-        return simulate(name, clients=clients, seeds=seeds, epochs=epochs, mode=mode,
-                        workers=n_workers, executor=pool, progress=tick)
-
-    try:
-        if pool is None:  # one worker: in this process, one simulation after the other
-            results = [run(job) for job in runs_todo]
-        else:
-            with ThreadPoolExecutor(max_workers=len(runs_todo)) as drivers:
-                results = list(drivers.map(run, runs_todo))
-    finally:
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
-    by_run = dict(zip(runs_todo, results, strict=True))
+    jobs: dict[Any, dict[str, Any]] = {(mode, name): {"data": name, "mode": mode, "clients": clients, "seeds": seeds,
+                           "epochs": epochs}
+            for mode, _, _ in FEDERATION_MODES for name in names}
+    by_run = simulate_all(jobs, workers=workers, progress=progress,
+                          what=f"3DGL simulation, {len(names)} dataset(s) × 2 modes")
     tables: dict[str, pd.DataFrame] = {}
     runs: dict[str, Any] = {}
     for mode, suffix, _ in FEDERATION_MODES:
