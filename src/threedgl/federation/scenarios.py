@@ -399,22 +399,12 @@ def score_on_test(
     return out
 
 
-def sample_class_mix(
-    generator: Any,
-    n: int,
-    sample_seed: int,
-    order_seed: int,
-    client_df: pd.DataFrame,
-    schema: Schema,
-    positive_label: Any,
-    options: EvaluationOptions,
-    selection_df: pd.DataFrame | None = None,
-) -> pd.DataFrame:
+def sample_class_mix(*args: Any, **kwargs: Any) -> pd.DataFrame:
     """``n`` rows of ``generator`` (a pool or a generator), classes interleaved, in the class
     mix of ``options.class_mix`` ("select": the mix whose size sweep scores better on the
-    client's own rows, or ``selection_df``; never the test set)."""
-    return _sample_class_mix(generator, n, sample_seed, order_seed, client_df, schema,
-                             positive_label, options, selection_df)[0]
+    client's own rows, or ``selection_df``; never the test set); the arguments of
+    :func:`_sample_class_mix`."""
+    return _sample_class_mix(*args, **kwargs)[0]
 
 
 def _sample_class_mix(
@@ -428,8 +418,7 @@ def _sample_class_mix(
     options: EvaluationOptions,
     selection_df: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, SweepResult | None]:
-    """:func:`sample_class_mix` and the chosen table's size sweep on ``selection_df``
-    (``None`` when there was one mix to choose from, and no sweep)."""
+    """:func:`sample_class_mix` and the chosen table's sweep (``None``: one mix, no sweep)."""
     if selection_df is None:
         selection_df = client_df
     mixes = ("balanced", "released") if options.class_mix == "select" else (options.class_mix,)
