@@ -61,16 +61,28 @@ def user_errors() -> Iterator[None]:
         fail(f"cannot access {where}: {exc.strerror or exc}")
 
 
-def progress_bar(transient: bool = False) -> Progress:
+def progress_bar(transient: bool = False, bar_width: int | None = 40) -> Progress:
     return Progress(
         TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
+        BarColumn(bar_width=bar_width),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         TextColumn("{task.fields[status]}"),
         console=err_console,
         transient=transient,
     )
+
+
+@contextmanager
+def cleared_on_error(bar: Progress) -> Iterator[None]:
+    """On an error, remove ``bar``'s tasks before it stops, so that a failed command prints
+    its one error line and no bar (a file or pipe gets the bars' final state)."""
+    try:
+        yield
+    except BaseException:
+        for task in list(bar.task_ids):
+            bar.remove_task(task)
+        raise
 
 
 def frame_table(df, title: str | None = None, floatfmt: str = "{:.2f}", compact: bool = False) -> FittedTable:  # type: ignore[no-untyped-def]

@@ -6,8 +6,17 @@ import warnings
 from pathlib import Path
 
 import typer
+from rich.progress import Progress
 
-from threedgl.cli._common import EncodingOpt, console, frame_table, user_errors, warn
+from threedgl.cli._common import (
+    EncodingOpt,
+    cleared_on_error,
+    console,
+    frame_table,
+    progress_bar,
+    user_errors,
+    warn,
+)
 
 datasets_app = typer.Typer(help="The five bundled datasets, prepared as the paper did.", no_args_is_help=True)
 schema_app = typer.Typer(help="The public schema: the federation's protocol.", no_args_is_help=True)
@@ -57,14 +66,19 @@ def schema_infer(
     from threedgl.schema.conform import apply_nan_policy
 
     with user_errors():
-        df = read_table(data, encoding)
-        if numeric:  # its text values are not missing values: they are left out of the bounds
-            kept = df[[c for c in df.columns if c not in numeric]]
-            df = df.loc[apply_nan_policy(kept, "drop" if drop_missing else "error").index]
-        else:
-            df = apply_nan_policy(df, "drop" if drop_missing else "error")
-        schema = infer_schema(df, target=target, categorical=categorical, numeric=numeric,
-                              log_scale=log_scale)
+        with progress_bar(bar_width=20, transient=True) as bar, cleared_on_error(bar):
+            df = read_table(data, encoding, compact=True,
+                            progress=lambda done, size: _stage(bar, "reading (MB)", done >> 20,
+                                                               size >> 20))
+            if numeric:  # its text values are not missing values: left out of the bounds
+                kept = df[[c for c in df.columns if c not in numeric]]
+                df = df.loc[apply_nan_policy(kept, "drop" if drop_missing else "error").index]
+            else:
+                df = apply_nan_policy(df, "drop" if drop_missing else "error")
+            schema = infer_schema(df, target=target, categorical=categorical, numeric=numeric,
+                                  log_scale=log_scale,
+                                  progress=lambda done, total: _stage(bar, "inferring", done,
+                                                                      total))
         schema.write(output)
     warn(
         "bounds and categories inferred from private data are functions of that data and are "
@@ -81,17 +95,33 @@ def schema_validate(
     encoding: str | None = EncodingOpt,
 ) -> None:
     """Check that a table fits a schema."""
-    from threedgl.schema import Schema, read_table
+    from threedgl.schema import Schema, TableEncoder, read_table
+    from threedgl.schema.rows import encode_table
 
     with user_errors():
         schema = Schema.read(schema_path)
-        df = read_table(data, encoding)
-        with warnings.catch_warnings(record=True) as caught:
+        with progress_bar(bar_width=20, transient=True) as bar, cleared_on_error(bar), \
+                warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            valid = schema.validate(df, nan_policy="drop" if drop_missing else "error")
+            df = read_table(data, encoding, compact=True,
+                            progress=lambda done, size: _stage(bar, "reading (MB)", done >> 20,
+                                                               size >> 20))
+            # Schema.validate's checks, one column at a time, without a conformed copy
+            valid, _ = encode_table(TableEncoder(schema), df,
+                                    nan_policy="drop" if drop_missing else "error",
+                                    progress=lambda done, total: _stage(bar, "validating", done,
+                                                                        total))
     for w in caught:  # e.g. values outside the bounds, clipped when encoded
         warn(str(w.message))
     console.print(f"ok: {len(valid)} rows fit the schema ({len(df) - len(valid)} dropped)")
+
+
+def _stage(bar: Progress, what: str, done: int, total: int) -> None:
+    """Show a long step's progress on ``bar``: a task per step, named ``what``."""
+    task = next((t.id for t in bar.tasks if t.description == what), None)
+    if task is None:
+        task = bar.add_task(what, total=total, status="")
+    bar.update(task, completed=done, total=total)
 
 
 def register(app: typer.Typer) -> None:

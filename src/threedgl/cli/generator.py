@@ -11,7 +11,15 @@ import typer
 from rich.progress import Progress, TaskID
 from rich.text import Text
 
-from threedgl.cli._common import EncodingOpt, console, fail, progress_bar, user_errors, warn
+from threedgl.cli._common import (
+    EncodingOpt,
+    cleared_on_error,
+    console,
+    fail,
+    progress_bar,
+    user_errors,
+    warn,
+)
 
 
 def train(
@@ -46,42 +54,57 @@ def train(
             fail(f"output '{output}' must end in .3dgl")
         if kind not in ("ddp-betavae", "dp-marginals"):
             fail(f"--generator must be 'ddp-betavae' or 'dp-marginals', got '{kind}'")
-        df = read_table(data, encoding)  # bad input answers before torch is imported
-        schema = Schema.read(schema_path) if schema_path is not None else None
-        book = ledger_mod.Ledger.open(ledger)
-        fingerprint = ledger_mod.fingerprint(df)
-        book.adopt(ledger_mod.legacy_fingerprint(df), fingerprint)
-        if math.isfinite(epsilon):
-            book.check(fingerprint, epsilon=epsilon, delta=delta, accountant=accountant, force=force)
-        elif epsilon == math.inf:
-            warn("--epsilon inf: the generator is trained WITHOUT differential privacy; it may "
-                 "reveal rows of the table, so do not share it. The ledger does not count it")
-        from threedgl.model.registry import create_generator
-        from threedgl.model.training import DEFAULT_EPOCHS
-
-        params: dict = {"epsilon": epsilon, "delta": delta, "accountant": accountant,
-                        "random_state": seed, "secure_mode": secure_mode}
-        if kind == "ddp-betavae":
-            if paper:
-                params["mode"] = "paper"
-            for name, value in (("epochs", epochs), ("batch_size", batch_size),
-                                ("max_grad_norm", max_grad_norm), ("learning_rate", learning_rate),
-                                ("bins", bins)):
-                if value is not None:
-                    params[name] = value
-        gen = create_generator(kind, preset if kind == "ddp-betavae" else None, **params)
-        if schema is None:
-            warn(
-                "no --schema: inferring the schema from the private table; its bounds and "
-                "categories are NOT protected by differential privacy"
-            )
-        with progress_bar() as bar, warnings.catch_warnings(record=True) as caught:
+        with progress_bar(bar_width=20) as bar, cleared_on_error(bar), \
+                warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            total = getattr(gen, "epochs", 1) or (  # None: chosen during fit
-                DEFAULT_EPOCHS if getattr(gen, "mode", "") == "paper" else None)
-            progress = ClassBars(bar, gen, total)
+            bars = ClassBars(bar)
+            # read in chunks, text as categories; bad input answers before torch is imported
+            df = read_table(data, encoding, compact=True,
+                            progress=lambda done, size: bars.stage(
+                                f"reading {shown(data.name, 17)} (MB)", done >> 20, size >> 20))
+            schema = Schema.read(schema_path) if schema_path is not None else None
+            book = ledger_mod.Ledger.open(ledger)
+            fingerprint = book.identify(df, progress=lambda done, total: bars.stage(
+                "fingerprinting the table", done, total))
+            if math.isfinite(epsilon):
+                book.check(fingerprint, epsilon=epsilon, delta=delta, accountant=accountant,
+                           force=force)
+            elif epsilon == math.inf:
+                warn("--epsilon inf: the generator is trained WITHOUT differential privacy; it "
+                     "may reveal rows of the table, so do not share it. The ledger does not "
+                     "count it")
+            from threedgl.model.registry import create_generator
+
+            params: dict = {"epsilon": epsilon, "delta": delta, "accountant": accountant,
+                            "random_state": seed, "secure_mode": secure_mode}
+            if kind == "ddp-betavae":
+                if paper:
+                    params["mode"] = "paper"
+                for name, value in (("epochs", epochs), ("batch_size", batch_size),
+                                    ("max_grad_norm", max_grad_norm),
+                                    ("learning_rate", learning_rate), ("bins", bins)):
+                    if value is not None:
+                        params[name] = value
+            gen = create_generator(kind, preset if kind == "ddp-betavae" else None, **params)
+            bars.gen = gen
+            bars.total = None if hasattr(gen, "epochs") else 1  # else: one measurement a class
+            if schema is None:
+                warn(
+                    "no --schema: inferring the schema from the private table; its bounds and "
+                    "categories are NOT protected by differential privacy"
+                )
+
+            def within_budget(spend: list) -> None:
+                """What the fit will spend, checked against the ledger before any step."""
+                if math.isfinite(epsilon):
+                    entry = book.planned_entry(fingerprint, gen.generator_kind,
+                                               gen.schema_.target, spend)
+                    book.check_entry(entry, force=force, planned=True)
+
             gen.fit(df, target=target, schema=schema, nan_policy="drop" if drop_missing else "error",
-                    progress=progress, ledger=False)  # recorded below, with the file's path
+                    progress=bars, ledger=False,  # recorded below, with the file's path
+                    before_training=within_budget)
+            del df
         for w in caught:
             if "inferring one from the training data" not in str(w.message):
                 warn(str(w.message))
@@ -100,11 +123,21 @@ def train(
 
 
 class ClassBars:
-    """One bar per class model, named by its label, with its epochs as total once known."""
+    """``3dgl train``'s progress: a bar for each long step before training (reading,
+    fingerprint, schema, encoding), then one per class model, named by its label, counting
+    its DP-Adam steps (batches) once they are known, with its epoch and ε spent."""
 
-    def __init__(self, bar: Progress, gen: object, total: int | None) -> None:
+    def __init__(self, bar: Progress, gen: object = None, total: int | None = None) -> None:
         self.bar, self.gen, self.total = bar, gen, total
         self.tasks: dict[int, TaskID] = {}
+        self.stages: dict[str, TaskID] = {}
+        self.epochs: dict[int, int] = {}
+        self.by_steps: set[int] = set()
+
+    def stage(self, what: str, done: int, total: int) -> None:
+        if what not in self.stages:
+            self.stages[what] = self.bar.add_task(shown(what, 30), total=total, status="")
+        self.bar.update(self.stages[what], completed=done, total=total)
 
     def _task(self, k: int) -> TaskID:
         if k not in self.tasks:
@@ -115,11 +148,21 @@ class ClassBars:
             self.tasks[k] = self.bar.add_task(shown(name, 30), total=self.total, status="")
         return self.tasks[k]
 
-    def planned(self, k: int, epochs: int) -> None:
-        self.bar.update(self._task(k), total=epochs)
+    def planned(self, k: int, epochs: int, steps: int | None = None) -> None:
+        self.epochs[k] = epochs
+        if steps is not None:
+            self.by_steps.add(k)
+        self.bar.update(self._task(k), total=epochs if steps is None else steps,
+                        status=f"epoch 0/{epochs}")
+
+    def batch(self, k: int, done: int) -> None:
+        self.bar.update(self._task(k), completed=done)
 
     def __call__(self, k: int, epoch: int, eps: float) -> None:
-        self.bar.update(self._task(k), completed=epoch, status=f"epoch {epoch}, ε spent {eps:.3f}")
+        of = f"/{self.epochs[k]}" if k in self.epochs else ""
+        spent = "" if eps != eps else f", ε {eps:.3f}"  # NaN: not accounted
+        update: dict = {} if k in self.by_steps else {"completed": epoch}
+        self.bar.update(self._task(k), status=f"epoch {epoch}{of}{spent}", **update)
 
 
 def sample(

@@ -48,7 +48,6 @@ import torch
 
 from threedgl.errors import NothingToTrain, PrivacyError
 from threedgl.model import matching
-from threedgl.model.base import ProgressCallback, announce_epochs, reindexed
 from threedgl.model.matching import (
     fit_prior,
     latent_points,
@@ -56,7 +55,15 @@ from threedgl.model.matching import (
     select_pairs,
 )
 from threedgl.model.networks import Decoder
-from threedgl.model.training import train_stack
+from threedgl.model.progress import (
+    PlannedCheck,
+    ProgressCallback,
+    announce_epochs,
+    batches,
+    reindexed,
+    stage_callback,
+)
+from threedgl.model.training import BinnedRows, train_stack
 from threedgl.privacy.accounting import (
     calibrate_at_order,
     epsilon_at_order,
@@ -71,6 +78,7 @@ from threedgl.privacy.record import MAX_RECORD_SIGMA, PrivacyRecord
 from threedgl.privacy.secure import SecureRandom
 from threedgl.schema import Schema
 from threedgl.schema.bins import LEVELS, Discretizer
+from threedgl.schema.rows import EncodedRows
 
 __all__ = ["MIN_NOISY_ROWS", "AnchoredModels", "auto_settings", "fit_anchored"]
 
@@ -202,7 +210,7 @@ def _budget_split(epsilon: float, delta: float, count_share: float, marginals_sh
 
 
 def fit_anchored(
-    groups: Sequence[np.ndarray],
+    groups: Sequence[np.ndarray | EncodedRows],
     schema: Schema,
     *,
     epsilon: float,
@@ -215,11 +223,15 @@ def fit_anchored(
     seed: int,
     progress: ProgressCallback | None = None,
     secure_mode: bool = False,
+    before_training: PlannedCheck | None = None,
 ) -> AnchoredModels:
-    """Train the kept classes' anchored β-VAEs on ``groups`` (TableEncoder matrices).
+    """Train the kept classes' anchored β-VAEs on ``groups`` (TableEncoder matrices or
+    :class:`~threedgl.schema.rows.EncodedRows`).
 
     ``overrides`` holds the settings the user fixed (hidden, latent, beta, epochs,
     batch_size, learning_rate, bins); the others come from :func:`auto_settings`.
+    ``before_training(kept, records)`` gets the kept classes' privacy records once the
+    noise is calibrated, before DP-Adam's first step (it may raise to stop).
     """
     private = math.isfinite(epsilon)
     if len(schema.features) < 2:
@@ -245,7 +257,12 @@ def fit_anchored(
     settings["bins"] = list(disc.widths)
     settings.pop("levels", None)
     widths = list(disc.widths)
-    codes = [disc.codes(groups[k]) for k in kept]
+    binning = stage_callback(progress, "binning the rows")
+    codes = []
+    for i, k in enumerate(kept):
+        codes.append(disc.compact_codes(groups[k]))
+        if binning is not None:
+            binning(i + 1, len(kept))
     # 2. the one-way marginals, the anchor of the output layer
     one_way = [measure_marginals(c, widths, [Marginal((j,)) for j in range(len(widths))],
                                  noise_multiplier=split.marginals, rng=rng) for c in codes]
@@ -268,10 +285,30 @@ def fit_anchored(
                                                           split.order)
         return epsilon_at_order(used, split.order, delta)
 
+    # The recorded ε is what the fixed-order composition proves: the Gaussian releases at
+    # their exact divergences plus DP-Adam's whole share (its σ, q and steps came from the
+    # noisy count, so the bound is the share, whatever the count was), i.e. the target.
+    proven = epsilon_at_order(split.gaussian() + split.rest, split.order, delta) if private \
+        else math.inf
+    records = []
+    for k in range(len(kept)):
+        if private:
+            records.append(PrivacyRecord(
+                noise_multiplier=sigmas[k], sample_rate=rates[k], steps=steps[k],
+                max_grad_norm=clip, accountant="rdp", delta=float(delta),
+                epsilon=proven, rdp_order=split.order,
+                count_noise_multiplier=split.count, marginals_noise_multiplier=split.marginals,
+                pairs_noise_multiplier=split.pairs or None,
+            ))
+        else:
+            records.append(PrivacyRecord(0.0, rates[k], steps[k], clip, "rdp", float(delta),
+                                         math.inf))
+    if before_training is not None:  # what the fit will spend, known before any step
+        before_training(kept, records)
     hidden = tuple(int(h) for h in settings["hidden"])
-    announce_epochs(progress, kept, epochs)
+    announce_epochs(progress, kept, epochs, steps)
     model = train_stack(
-        [disc.one_hot(c) for c in codes], disc.layout,
+        [BinnedRows(c, disc) for c in codes], disc.layout,
         hidden=(hidden[0], hidden[1]), latent=int(settings["latent"]),
         beta=float(settings["beta"]), learning_rate=float(settings["learning_rate"]),
         noise_multipliers=sigmas, sample_rates=rates, steps=steps,
@@ -279,7 +316,8 @@ def fit_anchored(
         max_grad_norm=clip, epochs=epochs,
         seed=int.from_bytes(train_seed.generate_state(4, np.uint32).tobytes(), "little"),
         head_bias=bias, epsilon_after=spent,
-        progress=reindexed(progress, kept), secure_mode=secure_mode,
+        progress=reindexed(progress, kept), on_batch=batches(progress, kept),
+        secure_mode=secure_mode,
     )
     # 4. two-way marginals of the pairs the DP-Adam decoder finds most dependent, and
     # 5. the fit of each decoder to all of its measurements (post-processing)
@@ -287,6 +325,7 @@ def fit_anchored(
     points = latent_points(int(settings["latent"]), matching.PRIOR_POINTS,
                            int(prior_seed.generate_state(1, np.uint64)[0]))
     states, measured = [], []
+    fitting = stage_callback(progress, "fitting to the measurements")
     ordered = [f.kind != "categorical" for f in disc.features]
     n_pairs = len(widths) - 1 if private else min(matching.MAX_EXACT_PAIRS,
                                                    len(widths) * (len(widths) - 1) // 2)
@@ -308,24 +347,8 @@ def fit_anchored(
         state["prior.weight"] = torch.from_numpy(fitted.weight)
         states.append(state)
         measured.append(ms)
-    # The recorded ε is what the fixed-order composition proves: the Gaussian releases at
-    # their exact divergences plus DP-Adam's whole share (its σ, q and steps came from the
-    # noisy count, so the bound is the share, whatever the count was), i.e. the target.
-    proven = epsilon_at_order(split.gaussian() + split.rest, split.order, delta) if private \
-        else math.inf
-    records = []
-    for k in range(len(kept)):
-        if private:
-            records.append(PrivacyRecord(
-                noise_multiplier=sigmas[k], sample_rate=rates[k], steps=steps[k],
-                max_grad_norm=clip, accountant="rdp", delta=float(delta),
-                epsilon=proven, rdp_order=split.order,
-                count_noise_multiplier=split.count, marginals_noise_multiplier=split.marginals,
-                pairs_noise_multiplier=split.pairs or None,
-            ))
-        else:
-            records.append(PrivacyRecord(0.0, rates[k], steps[k], clip, "rdp", float(delta),
-                                         math.inf))
+        if fitting is not None:
+            fitting(k + 1, len(kept))
     return AnchoredModels(
         kept=kept, noisy_rows=rows, decoder_states=states, measurements=measured,
         architecture={**architecture, "prior": len(points)}, privacy=records,

@@ -4,8 +4,11 @@ A generator is a scikit-learn style estimator: ``__init__`` only stores paramete
 ``fit`` splits the rows by class and trains one private model per class, learned
 attributes end in ``_``. Subclasses implement three hooks:
 
-* ``_fit_classes(groups, encoder, progress)`` trains on the encoded rows of each class and
-  returns one :class:`PrivacyRecord` per class (the only place that touches private data);
+* ``_fit_classes(groups, encoder, progress, planned)`` trains on the encoded rows of each
+  class (:class:`~threedgl.schema.rows.EncodedRows`) and returns one :class:`PrivacyRecord`
+  per class (the only place that touches private data); it calls ``planned(kept,
+  records)`` with what it will spend once its noise is calibrated, before any DP step, so
+  the ledger can refuse a fit before it runs;
 * ``_sample_class(k, n, rng)`` returns ``n`` encoded rows of class ``k`` (post-processing);
 * ``_state()`` / ``_restore(architecture, tensors)`` move the released state to and from
   an artifact.
@@ -16,7 +19,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -41,12 +44,16 @@ from threedgl.errors import (
     ThreedglError,
     check_int,
 )
+from threedgl.model.progress import (
+    BudgetCheck,
+    PlannedCheck,
+    ProgressCallback,
+    stage_callback,
+)
 from threedgl.privacy.record import PrivacyRecord
 from threedgl.schema import Schema, TableEncoder, infer_schema
+from threedgl.schema.rows import EncodedRows, encode_table
 from threedgl.schema.schema import Category, NanPolicy
-
-#: ``progress(class_index, epoch, epsilon_spent)`` during training.
-ProgressCallback = Callable[[int, int, float], None]
 
 
 def _rng(random_state: int | np.random.Generator | None) -> np.random.Generator:
@@ -98,6 +105,7 @@ class BaseGenerator(BaseEstimator):  # type: ignore[misc]
         nan_policy: NanPolicy = "error",
         progress: ProgressCallback | None = None,
         ledger: str | os.PathLike[str] | bool | None = None,
+        before_training: BudgetCheck | None = None,
     ) -> Self:
         """Train one private model per class of ``target`` (one model on all rows without).
 
@@ -107,10 +115,18 @@ class BaseGenerator(BaseEstimator):  # type: ignore[misc]
 
         The training is recorded in the local privacy ledger (``ledger``: None for the
         default, ``$THREEDGL_LEDGER`` or ``~/.threedgl/ledger.json``; a path; False for
-        none): refused before training if the table's budget is spent, and refused
-        (nothing fitted) if it would take the table's total above its budget.
+        none): refused before training if the table's budget is spent, or if what the fit
+        will spend (known once its noise is calibrated, before any DP step) would take the
+        table's total above its budget.
+
+        ``progress`` is called with each class's epochs (``progress(class_index, epoch,
+        epsilon_spent)``); an object may also have ``planned(class_index, epochs, steps)``,
+        ``batch(class_index, steps_done)`` (after every DP-Adam step) and ``stage(what,
+        done, total)`` (the long steps before training). ``before_training([(label,
+        record), ...])`` gets what each class model will spend before any DP step, and may
+        raise to stop the fit (``3dgl train`` checks its ledger there).
         """
-        from threedgl.privacy.ledger import fingerprint, ledger_for_fit, legacy_fingerprint
+        from threedgl.privacy.ledger import ledger_for_fit
 
         self._check_params()
         if not isinstance(df, pd.DataFrame):
@@ -123,7 +139,8 @@ class BaseGenerator(BaseEstimator):  # type: ignore[misc]
                 UserWarning,
                 stacklevel=2,
             )
-            schema = infer_schema(df, target=target)
+            schema = infer_schema(df, target=target,
+                                  progress=stage_callback(progress, "inferring the schema"))
         elif isinstance(schema, (str, os.PathLike)):  # a schema.json file: Schema.read
             schema = Schema.read(schema)
         if not isinstance(schema, Schema):
@@ -137,28 +154,38 @@ class BaseGenerator(BaseEstimator):  # type: ignore[misc]
             schema = schema.with_target(target)
         elif target is None and schema.target is not None:
             target = schema.target
-        table = schema.validate(df, require_target=target is not None, nan_policy=nan_policy,
-                                extra_columns="error")
         encoder = TableEncoder(schema)
-        matrix = encoder.encode_valid(table)
+        # validated and encoded one column at a time, kept compact (EncodedRows): the
+        # batches are expanded when drawn
+        rows, y = encode_table(encoder, df, require_target=target is not None,
+                               nan_policy=nan_policy, extra_columns="error",
+                               progress=stage_callback(progress, "checking and encoding columns"))
         labels: list[Category | None]
-        groups: list[np.ndarray]
-        if schema.target is None:
-            labels, groups = [None], [matrix]
+        groups: list[EncodedRows]
+        if schema.target is None or y is None:
+            labels, groups = [None], [rows]
         else:
-            y = table[schema.target].to_numpy()
             labels = list(schema.labels)
-            groups = [matrix[y == label] for label in labels]
+            groups = [rows.take(np.flatnonzero(y == k)) for k in range(len(labels))]
+        del rows, y
         self.schema_ = schema
         self.encoder_ = encoder
         _warn_large_delta(self.delta, self.epsilon, labels, groups)
         book = ledger_for_fit(ledger) if math.isfinite(self.epsilon) else None
         if book is not None:
-            table_id = fingerprint(df)  # as `3dgl train` does: the table given
-            book.adopt(legacy_fingerprint(df), table_id)
+            table_id = book.identify(df)  # as `3dgl train` does: the table given
             book.check(table_id, epsilon=self.epsilon, delta=self.delta,
                        accountant=self.accountant)
-        records, released_rows = self._fit_classes(groups, encoder, progress)
+
+        def planned(kept: Sequence[int], records: Sequence[PrivacyRecord]) -> None:
+            spend = [(labels[k], r) for k, r in zip(kept, records, strict=True)]
+            if book is not None:
+                book.check_entry(book.planned_entry(table_id, self.generator_kind,
+                                                    schema.target, spend), planned=True)
+            if before_training is not None:
+                before_training(spend)
+
+        records, released_rows = self._fit_classes(groups, encoder, progress, planned)
         kept = [k for k, r in enumerate(records) if r is not None]
         missing = [labels[k] for k in range(len(labels)) if records[k] is None]
         if missing:
@@ -201,7 +228,8 @@ class BaseGenerator(BaseEstimator):  # type: ignore[misc]
 
     # -- hooks ----------------------------------------------------------------------------
     def _fit_classes(
-        self, groups: list[np.ndarray], encoder: TableEncoder, progress: ProgressCallback | None
+        self, groups: list[EncodedRows], encoder: TableEncoder, progress: ProgressCallback | None,
+        planned: PlannedCheck,
     ) -> tuple[list[PrivacyRecord | None], list[float]]:
         raise NotImplementedError
 
@@ -393,7 +421,7 @@ class BaseGenerator(BaseEstimator):  # type: ignore[misc]
 
 
 def _warn_large_delta(delta: float, epsilon: float, labels: Sequence[Category | None],
-                      groups: Sequence[np.ndarray]) -> None:
+                      groups: Sequence[EncodedRows]) -> None:
     """Warn when δ ≥ 1/n for a class: (ε, δ)-DP then allows publishing a row outright.
 
     The decision uses the exact class sizes, so the warning is for the data owner only:
@@ -413,22 +441,6 @@ def _warn_large_delta(delta: float, epsilon: float, labels: Sequence[Category | 
             PrivacyWarning,
             stacklevel=3,
         )
-
-
-def announce_epochs(progress: ProgressCallback | None, kept: Sequence[int], epochs: int) -> None:
-    """Tell ``progress`` the epochs chosen for each trained class, if it has a
-    ``planned(class_index, epochs)`` method (the CLI's bars then show a known total)."""
-    planned = getattr(progress, "planned", None)
-    if planned is not None:
-        for k in kept:
-            planned(k, epochs)
-
-
-def reindexed(progress: ProgressCallback | None, kept: Sequence[int]) -> ProgressCallback | None:
-    """``progress`` with the index of a trained stack's class mapped back to the schema's."""
-    if progress is None:
-        return None
-    return lambda k, epoch, eps: progress(kept[k], epoch, eps)
 
 
 def decode_blocks(

@@ -20,15 +20,16 @@ import torch
 
 from threedgl.errors import ArtifactError, PrivacyError, SchemaError, ThreedglError, check_range
 from threedgl.model.anchored import fit_anchored
-from threedgl.model.base import (
-    BaseGenerator,
-    ProgressCallback,
-    _seed,
-    one_hot_codes,
-    reindexed,
-)
+from threedgl.model.base import BaseGenerator, _seed, one_hot_codes
 from threedgl.model.networks import Decoder
 from threedgl.model.presets import preset
+from threedgl.model.progress import (
+    PlannedCheck,
+    ProgressCallback,
+    announce_epochs,
+    batches,
+    reindexed,
+)
 from threedgl.model.stored import (
     MEASUREMENTS,
     decoder_state,
@@ -49,6 +50,7 @@ from threedgl.privacy.measurement import Measurement
 from threedgl.privacy.record import PrivacyRecord
 from threedgl.schema import TableEncoder
 from threedgl.schema.bins import Discretizer
+from threedgl.schema.rows import EncodedRows
 from threedgl.threads import single_thread
 
 #: Paper mode's values of the settings left to ``None`` (``"auto"`` in the default mode).
@@ -221,7 +223,8 @@ class DDPBetaVAE(BaseGenerator):
 
     # -- training -------------------------------------------------------------------------
     def _fit_classes(
-        self, groups: list[np.ndarray], encoder: TableEncoder, progress: ProgressCallback | None
+        self, groups: list[EncodedRows], encoder: TableEncoder, progress: ProgressCallback | None,
+        planned: PlannedCheck,
     ) -> tuple[list[PrivacyRecord | None], list[float]]:
         mode = self._check_mode()
         for stale in ("measurements_", "discretizer_", "_bin_shapes_cache"):  # of a last fit
@@ -232,13 +235,19 @@ class DDPBetaVAE(BaseGenerator):
                 f"Got {self.categorical!r} instead."
             )
         if mode == "anchored":
-            return self._fit_anchored(groups, encoder, progress)
+            return self._fit_anchored(groups, encoder, progress, planned)
         hidden = self._setting("hidden")
         if len(tuple(hidden)) != 2:
             raise ThreedglError(
                 f"The 'hidden' parameter of DDPBetaVAE must be two sizes (h1, h2). Got {hidden!r}."
             )
         kept = [k for k, g in enumerate(groups) if len(g)]
+        epochs = self._setting("epochs")
+
+        def calibrated(records: list[PrivacyRecord]) -> None:
+            planned(kept, records)  # the budget first: may refuse before any step
+            announce_epochs(progress, kept, epochs, [r.steps for r in records])
+
         with single_thread():
             trained = train_class_models(
                 [groups[k] for k in kept],
@@ -246,7 +255,7 @@ class DDPBetaVAE(BaseGenerator):
                 hidden=(hidden[0], hidden[1]),
                 latent=self._setting("latent"),
                 beta=self._setting("beta"),
-                epochs=self._setting("epochs"),
+                epochs=epochs,
                 batch_size=self._setting("batch_size"),
                 learning_rate=self._setting("learning_rate"),
                 max_grad_norm=self.max_grad_norm,
@@ -255,6 +264,8 @@ class DDPBetaVAE(BaseGenerator):
                 accountant=self.accountant,
                 seed=_seed(self.random_state),
                 progress=reindexed(progress, kept),
+                on_batch=batches(progress, kept),
+                before_training=calibrated,
                 secure_mode=bool(self.secure_mode),
             )
         self.architecture_ = trained.architecture
@@ -266,7 +277,8 @@ class DDPBetaVAE(BaseGenerator):
         return records, [float(len(g)) for g in groups]  # paper mode: the exact sizes
 
     def _fit_anchored(
-        self, groups: list[np.ndarray], encoder: TableEncoder, progress: ProgressCallback | None
+        self, groups: list[EncodedRows], encoder: TableEncoder, progress: ProgressCallback | None,
+        planned: PlannedCheck,
     ) -> tuple[list[PrivacyRecord | None], list[float]]:
         if self.accountant != "rdp":
             raise PrivacyError(
@@ -293,7 +305,7 @@ class DDPBetaVAE(BaseGenerator):
                 count_share=self.count_share, marginals_share=self.marginals_share,
                 pairs_share=self.pairs_share,
                 overrides=overrides, max_grad_norm=self.max_grad_norm, seed=seed,
-                progress=progress, secure_mode=bool(self.secure_mode),
+                progress=progress, secure_mode=bool(self.secure_mode), before_training=planned,
             )
         self.architecture_ = trained.architecture
         self.decoders_ = [Decoder(st, trained.architecture) for st in trained.decoder_states]

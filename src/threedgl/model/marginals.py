@@ -18,12 +18,14 @@ from typing import Any
 import numpy as np
 
 from threedgl.errors import ArtifactError, SchemaError, check_int
-from threedgl.model.base import BaseGenerator, ProgressCallback, _rng
+from threedgl.model.base import BaseGenerator, _rng
+from threedgl.model.progress import PlannedCheck, ProgressCallback
 from threedgl.privacy.gaussian import measure_histograms
 from threedgl.privacy.record import PrivacyRecord
 from threedgl.privacy.secure import SecureRandom
 from threedgl.schema import Schema, TableEncoder
 from threedgl.schema.bins import Discretizer
+from threedgl.schema.rows import EncodedRows
 
 
 class DPMarginals(BaseGenerator):
@@ -61,7 +63,8 @@ class DPMarginals(BaseGenerator):
         return Discretizer(schema, check_int("bins", self.bins, low=1, owner="DPMarginals"))
 
     def _fit_classes(
-        self, groups: list[np.ndarray], encoder: TableEncoder, progress: ProgressCallback | None
+        self, groups: list[EncodedRows], encoder: TableEncoder, progress: ProgressCallback | None,
+        planned: PlannedCheck,
     ) -> tuple[list[PrivacyRecord | None], list[float]]:
         disc = self._discretizer(encoder.schema)
         rng: np.random.Generator | SecureRandom = (
@@ -74,7 +77,7 @@ class DPMarginals(BaseGenerator):
             if not len(rows):
                 records.append(None)
                 continue
-            counts = disc.histograms(disc.codes(rows))
+            counts = disc.histograms(disc.compact_codes(rows))
             noisy, record = measure_histograms(
                 counts, epsilon=self.epsilon, delta=self.delta, accountant=self.accountant, rng=rng
             )
@@ -84,6 +87,8 @@ class DPMarginals(BaseGenerator):
             records.append(record)
             if progress is not None:
                 progress(k, 1, record.epsilon)
+        kept = [k for k, r in enumerate(records) if r is not None]
+        planned(kept, [r for r in records if r is not None])  # may refuse: nothing released
         return records, released
 
     def _released_rows(self) -> list[float | int]:

@@ -46,6 +46,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from threedgl.errors import PrivacyError, ThreedglError, check_int, check_range
 from threedgl.model.networks import BatchedVAE, Decoder, OutputBlock, check_layout
@@ -56,6 +57,7 @@ from threedgl.privacy.accounting import (
 )
 from threedgl.privacy.dp_adam import DPAdam, noise_sources, poisson_sample
 from threedgl.privacy.record import PrivacyRecord
+from threedgl.schema.rows import EncodedRows
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -79,6 +81,8 @@ DEFAULT_MAX_GRAD_NORM = 1.0
 DEFAULT_LEARNING_RATE = 5e-3
 
 ProgressCallback = Callable[[int, int, float], None]
+#: ``on_batch(class_index, steps_done)``: after every DP-Adam step of an active class.
+BatchCallback = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -105,7 +109,7 @@ def _check_int(name: str, value: Any, low: int = 1) -> int:
 
 
 def train_class_models(
-    datasets: Sequence[np.ndarray],
+    datasets: Sequence[np.ndarray | EncodedRows],
     layout: Sequence[OutputBlock],
     *,
     hidden: tuple[int, int] = (64, 32),
@@ -120,25 +124,32 @@ def train_class_models(
     accountant: str = "rdp",
     seed: int = 0,
     progress: ProgressCallback | None = None,
+    on_batch: BatchCallback | None = None,
+    before_training: Callable[[list[PrivacyRecord]], None] | None = None,
     secure_mode: bool = False,
 ) -> TrainedModels:
-    """Train one DP β-VAE per entry of ``datasets`` (encoded float32 matrices n_k × D).
+    """Train one DP β-VAE per entry of ``datasets`` (encoded float32 matrices n_k × D, or
+    :class:`~threedgl.schema.rows.EncodedRows`, expanded one batch at a time).
 
     ``progress(class_index, epoch, epsilon_spent_so_far)`` is called each time a class
-    completes an epoch (in expectation: every ceil(1/q) steps).
+    completes an epoch (in expectation: every ceil(1/q) steps), ``on_batch(class_index,
+    steps_done)`` after every step. ``before_training(records)`` gets each class's privacy
+    record once the noise is calibrated, before any step (it may raise to stop).
     """
     if not isinstance(datasets, Sequence) or len(datasets) == 0:
         raise ThreedglError("'datasets' must be a non-empty list of 2-D arrays (one per class).")
     spans = check_layout(list(layout))
     n_cols = spans[-1][2]
-    arrays = []
+    arrays: list[np.ndarray | EncodedRows] = []
     for k, d in enumerate(datasets):
-        a = np.asarray(d, dtype=np.float32)
-        if a.ndim != 2 or a.shape[1] != n_cols or a.shape[0] < 1:
+        # EncodedRows come from encode_table: conformed, finite, expanded per batch
+        a = d if isinstance(d, EncodedRows) else np.asarray(d, dtype=np.float32)
+        shape = a.shape
+        if len(shape) != 2 or shape[1] != n_cols or shape[0] < 1:
             raise ThreedglError(
-                f"Class {k} data must have shape (n >= 1, {n_cols}). Got {a.shape} instead."
+                f"Class {k} data must have shape (n >= 1, {n_cols}). Got {shape} instead."
             )
-        if not np.isfinite(a).all():
+        if isinstance(a, np.ndarray) and not np.isfinite(a).all():
             raise ThreedglError(f"Class {k} data contains NaN or infinite values.")
         arrays.append(a)
     h1, h2 = (_check_int("hidden", h) for h in hidden)
@@ -170,13 +181,6 @@ def train_class_models(
     def epsilon_after(k: int, done: int) -> float:
         return compute_epsilon(sigmas[k], rates[k], done, delta, accountant) if private else math.inf
 
-    model = train_stack(
-        arrays, spans, hidden=(h1, h2), latent=latent, beta=beta, learning_rate=learning_rate,
-        noise_multipliers=sigmas, sample_rates=rates, steps=steps,
-        expected_batch_sizes=[q * n for q, n in zip(rates, n_rows, strict=True)],
-        max_grad_norm=clip, epochs=epochs, seed=seed, epsilon_after=epsilon_after,
-        progress=progress, secure_mode=secure_mode,
-    )
     records_out = [
         PrivacyRecord(
             noise_multiplier=sigma,
@@ -189,6 +193,15 @@ def train_class_models(
         )
         for sigma, q, s in zip(sigmas, rates, steps, strict=True)
     ]
+    if before_training is not None:  # what the training will spend, known before any step
+        before_training(records_out)
+    model = train_stack(
+        arrays, spans, hidden=(h1, h2), latent=latent, beta=beta, learning_rate=learning_rate,
+        noise_multipliers=sigmas, sample_rates=rates, steps=steps,
+        expected_batch_sizes=[q * n for q, n in zip(rates, n_rows, strict=True)],
+        max_grad_norm=clip, epochs=epochs, seed=seed, epsilon_after=epsilon_after,
+        progress=progress, on_batch=on_batch, secure_mode=secure_mode,
+    )
     return TrainedModels(
         decoder_states=[model.decoder_state(k) for k in range(len(arrays))],
         architecture=model.architecture(),
@@ -207,7 +220,7 @@ def train_class_models(
 
 
 def train_stack(
-    arrays: Sequence[np.ndarray],
+    arrays: Sequence[Any],
     layout: Sequence[OutputBlock],
     *,
     hidden: tuple[int, int],
@@ -224,9 +237,14 @@ def train_stack(
     head_bias: Sequence[np.ndarray] | None = None,
     epsilon_after: Callable[[int, int], float] | None = None,
     progress: ProgressCallback | None = None,
+    on_batch: BatchCallback | None = None,
     secure_mode: bool = False,
 ) -> BatchedVAE:
     """Run DP-Adam on one β-VAE per array with the given, already accounted, parameters.
+
+    ``arrays[k]`` is class k's rows: a float32 matrix, or anything with ``len`` and a
+    ``matrix(index)`` method giving the rows at ``index`` as one (:class:`~threedgl.schema.
+    rows.EncodedRows`, :class:`BinnedRows`): batches are expanded as they are drawn.
 
     ``head_bias[k]``, if given, is class k's initial output bias (its DP marginal anchor);
     its head weights then start at zero, so the untrained decoder outputs exactly the
@@ -255,9 +273,15 @@ def train_stack(
     done_epochs = [0] * m_models
 
     def on_step(active: list[bool]) -> None:
-        if progress is None:
+        if progress is None and on_batch is None:
             return
         done = opt.steps_done.tolist()
+        if on_batch is not None:
+            for k in range(m_models):
+                if active[k]:
+                    on_batch(k, done[k])
+        if progress is None:
+            return
         for k in range(m_models):
             epoch = min(epochs, done[k] * epochs // steps[k])
             if active[k] and epoch > done_epochs[k]:
@@ -269,10 +293,35 @@ def train_stack(
     return model
 
 
+class BinnedRows:
+    """A class's rows as bin codes ``(n, F)``, one-hot encoded by ``discretizer`` a batch
+    at a time (2 bytes a feature instead of 4 a bin)."""
+
+    def __init__(self, codes: np.ndarray, discretizer: Any) -> None:
+        self.codes, self.discretizer = codes, discretizer
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def matrix(self, index: np.ndarray) -> np.ndarray:
+        return self.discretizer.one_hot(self.codes[index].astype(np.int64))  # type: ignore[no-any-return]
+
+
+class _Dense:
+    def __init__(self, a: np.ndarray) -> None:
+        self.a = np.ascontiguousarray(a, dtype=np.float32)
+
+    def __len__(self) -> int:
+        return len(self.a)
+
+    def matrix(self, index: np.ndarray) -> np.ndarray:
+        return self.a[index]
+
+
 def run_stack(
     model: BatchedVAE,
     opt: DPAdam,
-    arrays: Sequence[np.ndarray],
+    arrays: Sequence[Any],
     rates: Sequence[float],
     generators: Sequence[torch.Generator],
     on_step: Callable[[list[bool]], None] | None = None,
@@ -281,14 +330,21 @@ def run_stack(
 
     Per step and per active model m, its noise source (``opt.generators[m]``) draws the
     Poisson batch, its torch generator the reparametrisation noise, and its noise source
-    the gradient noise, so a model trained in a stack is the same as trained alone.
+    the gradient noise, so a model trained in a stack is the same as trained alone. Each
+    batch's rows are taken from ``arrays[m]`` by index when drawn (a matrix, or rows with a
+    ``matrix(index)`` method), so the training holds no copy of the data.
     """
     m_models = len(arrays)
-    n_rows = [len(a) for a in arrays]
-    data = torch.zeros(m_models, max(1, *n_rows), model.n_outputs)
-    for k, a in enumerate(arrays):
-        data[k, : len(a)] = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
-    rows = torch.arange(m_models)[:, None]
+    sources = [a if hasattr(a, "matrix") else _Dense(a) for a in arrays]
+    n_rows = [len(a) for a in sources]
+
+    def batch(index: Tensor) -> Tensor:  # (M, B, D); a padded slot holds the class's row 0
+        width = index.shape[1]
+        return torch.from_numpy(np.stack([
+            src.matrix(index[k].numpy()) if n_rows[k] else
+            np.zeros((width, model.n_outputs), dtype=np.float32)
+            for k, src in enumerate(sources)]))
+
     while bool(opt.active.any()):
         active = opt.active.tolist()
         index, mask = poisson_sample(n_rows, rates, opt.generators, active)
@@ -299,7 +355,7 @@ def run_stack(
                 noise[k, : counts[k]] = torch.randn(
                     counts[k], model.latent, generator=generators[k]
                 )
-        losses, records = model.forward(data[rows, index], noise)
+        losses, records = model.forward(batch(index), noise)
         opt.step(losses, mask, records)
         if on_step is not None:
             on_step(active)

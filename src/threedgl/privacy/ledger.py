@@ -46,21 +46,78 @@ def fingerprint(df: pd.DataFrame) -> str:
     The column names (sorted), then the sorted 64-bit hashes of the rows: the same rows
     shuffled, or the same columns reordered, are the same table.
     """
-    cols = sorted(df.columns, key=str)
-    h = hashlib.sha256(b"threedgl.table.v2")
-    h.update(json.dumps([str(c) for c in cols]).encode())
-    values = pd.util.hash_pandas_object(df[cols].astype(str), index=False).to_numpy()
-    h.update(np.sort(values).tobytes())
-    return h.hexdigest()
+    return fingerprints(df, legacy=False)[0]
 
 
 def legacy_fingerprint(df: pd.DataFrame) -> str:
     """The fingerprint of ledgers written before row order stopped mattering."""
-    h = hashlib.sha256()
-    h.update(json.dumps([str(c) for c in df.columns]).encode())
-    values = pd.util.hash_pandas_object(df.astype(str), index=False).to_numpy()
-    h.update(values.tobytes())
-    return h.hexdigest()
+    legacy = fingerprints(df, legacy=True)[1]
+    assert legacy is not None
+    return legacy
+
+
+def fingerprints(df: pd.DataFrame, *, legacy: bool = True,
+                 progress: Callable[[int, int], None] | None = None) -> tuple[str, str | None]:
+    """:func:`fingerprint` and (if ``legacy``) :func:`legacy_fingerprint` in one pass.
+
+    Both hash every row's values as text (``df.astype(str)``, then pandas'
+    ``hash_pandas_object``). Computed here one column at a time: each distinct value of a
+    column is turned into text and hashed once, its hash spread to the rows; the row hashes
+    are combined column by column as ``hash_pandas_object`` combines a frame's (same
+    value), without a text copy of the table. ``progress(done, total)`` counts columns.
+    """
+    names = [str(c) for c in df.columns]
+    n = len(df)
+    sorted_cols = sorted(range(len(names)), key=lambda i: names[i])
+    combined = _RowHashes(n, len(names))
+    in_order = _RowHashes(n, len(names)) if legacy else None
+    hashes: dict[int, np.ndarray] = {}  # the legacy order's columns hashed ahead of it
+    for done, i in enumerate(sorted_cols):
+        hashes[i] = _column_hashes(df.iloc[:, i])
+        combined.add(hashes[i] if in_order is not None else hashes.pop(i))
+        while in_order is not None and in_order.count in hashes:
+            in_order.add(hashes.pop(in_order.count))
+        if progress is not None:
+            progress(done + 1, len(names))
+    h = hashlib.sha256(b"threedgl.table.v2")
+    h.update(json.dumps([names[i] for i in sorted_cols]).encode())
+    h.update(np.sort(combined.result()).tobytes())
+    old = None
+    if in_order is not None:
+        h_old = hashlib.sha256()
+        h_old.update(json.dumps(names).encode())
+        h_old.update(in_order.result().tobytes())
+        old = h_old.hexdigest()
+    return h.hexdigest(), old
+
+
+def _column_hashes(column: pd.Series) -> np.ndarray:
+    """``hash_pandas_object(column.astype(str), index=False)``, from its distinct values."""
+    codes, uniques = pd.factorize(column, use_na_sentinel=False)
+    text = pd.Series(np.asarray(uniques, dtype=object), dtype=column.dtype
+                     if not isinstance(column.dtype, pd.CategoricalDtype) else object)
+    hashed = pd.util.hash_pandas_object(text.astype(str), index=False).to_numpy()
+    return hashed[codes]
+
+
+class _RowHashes:
+    """Row hashes of a frame's columns, combined as pandas' ``combine_hash_arrays`` does
+    for ``hash_pandas_object(frame)`` (columns added in the frame's order)."""
+
+    def __init__(self, n_rows: int, n_columns: int) -> None:
+        self.out = np.full(n_rows, 0x345678, dtype=np.uint64)
+        self.mult = np.uint64(1000003)
+        self.n_columns, self.count = n_columns, 0
+
+    def add(self, hashes: np.ndarray) -> None:
+        inverse = self.n_columns - self.count
+        self.out ^= hashes
+        self.out *= self.mult
+        self.mult += np.uint64(82520 + inverse + inverse)
+        self.count += 1
+
+    def result(self) -> np.ndarray:
+        return self.out + np.uint64(97531)
 
 
 @contextmanager
@@ -181,17 +238,40 @@ class Ledger:
             "models": [{"label": m["label"], "privacy": m["privacy"]} for m in manifest["models"]],
         }
 
-    def check_entry(self, entry: dict[str, Any], force: bool = False) -> None:
-        """Refuse (before anything is released) if ``entry`` would exceed the budget."""
+    def planned_entry(self, table: str, generator: str, target: str | None,
+                      models: list[tuple[Any, PrivacyRecord]]) -> dict[str, Any]:
+        """The entry a training will record, from its class models' privacy records (known
+        once the noise is calibrated, before any step): what :meth:`check_entry` needs."""
+        return {"fingerprint": table, "generator": generator, "target": target,
+                "models": [{"label": label, "privacy": r.to_dict()} for label, r in models]}
+
+    def check_entry(self, entry: dict[str, Any], force: bool = False,
+                    planned: bool = False) -> None:
+        """Refuse (before anything is released) if ``entry`` would exceed the budget;
+        ``planned``: before the training ran (the entry from :meth:`planned_entry`)."""
         table = entry["fingerprint"]
+        if force or not counted(entry):
+            return
         total, _ = self.total(table, entry)
         limit = self.budget(table)
-        if not force and total > limit:
+        if total > limit:
+            done = ("it was refused before training; nothing was trained or written. Ask for "
+                    "a smaller epsilon, or use --force to train anyway" if planned else
+                    "nothing was written. Use --force to release it anyway")
             raise PrivacyError(
                 f"this training would bring the table's total to ε = {total:.3f}, above its "
-                f"budget of {limit:g} (ledger {self.path}); nothing was written. "
-                "Use --force to release it anyway"
+                f"budget of {limit:g} (ledger {self.path}); {done}"
             )
+
+    def identify(self, df: pd.DataFrame,
+                 progress: Callable[[int, int], None] | None = None) -> str:
+        """The table's :func:`fingerprint`, after filing any entries recorded under its
+        legacy fingerprint under it (:meth:`adopt`). The legacy fingerprint is computed only
+        when the ledger has entries to adopt from."""
+        table, legacy = fingerprints(df, legacy=bool(self.entries), progress=progress)
+        if legacy is not None:
+            self.adopt(legacy, table)
+        return table
 
     def adopt(self, legacy: str, table: str) -> None:
         """File the entries recorded under a table's legacy fingerprint under ``table``."""

@@ -31,6 +31,7 @@ import numpy as np
 
 from threedgl.errors import SchemaError, check_int
 from threedgl.schema.encoder import TableEncoder
+from threedgl.schema.rows import BLOCK_ROWS, EncodedRows
 from threedgl.schema.schema import CategoricalColumn, NumericColumn, Schema
 
 __all__ = ["MAX_BINS", "Discretizer", "FeatureBins"]
@@ -136,6 +137,20 @@ class Discretizer:
                 out[:, j] = np.clip(code, 0, f.width - 1).astype(np.int64)
             else:
                 out[:, j] = _bin_of(col, f.kind, f.width, u)
+        return out
+
+    def compact_codes(self, encoded: np.ndarray | EncodedRows, block: int = BLOCK_ROWS
+                      ) -> np.ndarray:
+        """:meth:`codes` computed ``block`` rows at a time (a matrix, or
+        :class:`~threedgl.schema.rows.EncodedRows` expanded block by block), in the
+        smallest integer type that holds every bin (int16 unless a feature has more)."""
+        dtype = np.int16 if max(self.widths, default=1) <= np.iinfo(np.int16).max else np.int32
+        n = len(encoded)
+        out = np.zeros((n, len(self.features)), dtype=dtype)
+        for start in range(0, n, block):
+            rows = (encoded.matrix(slice(start, start + block)) if isinstance(encoded, EncodedRows)
+                    else encoded[start : start + block])
+            out[start : start + block] = self.codes(rows)
         return out
 
     def one_hot(self, codes: np.ndarray) -> np.ndarray:

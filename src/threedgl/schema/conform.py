@@ -9,7 +9,14 @@ import pandas as pd
 from threedgl.errors import SchemaError
 from threedgl.schema.columns import CategoricalColumn, NanPolicy, NumericColumn, _key
 
-__all__ = ["apply_nan_policy", "outside_bounds", "where"]
+__all__ = [
+    "apply_nan_policy",
+    "category_codes",
+    "conform_numeric",
+    "kept_rows",
+    "outside_bounds",
+    "where",
+]
 
 
 def apply_nan_policy(table: pd.DataFrame, nan_policy: NanPolicy = "error") -> pd.DataFrame:
@@ -18,17 +25,31 @@ def apply_nan_policy(table: pd.DataFrame, nan_policy: NanPolicy = "error") -> pd
     ``"error"`` raises a :class:`SchemaError` naming the first column with missing values
     and how many rows; ``"drop"`` returns the table without the rows that have one.
     """
+    keep = kept_rows(table, list(table.columns), nan_policy)
+    return table if keep is None else table[keep]
+
+
+def kept_rows(table: pd.DataFrame, columns: list, nan_policy: NanPolicy = "error"  # type: ignore[type-arg]
+              ) -> np.ndarray | None:
+    """The missing-value policy over ``columns`` of ``table``, one column at a time: None
+    when no value is missing, else (``"drop"``) the mask of the rows kept; ``"error"``
+    raises as :func:`apply_nan_policy` does."""
     if nan_policy not in ("error", "drop"):
         raise SchemaError(f"nan_policy must be 'error' or 'drop', got {nan_policy!r}")
-    nan_counts = {str(c): int(table[c].isna().sum()) for c in table.columns}
-    with_nan = {c: n for c, n in nan_counts.items() if n}
-    if not with_nan:
-        return table
+    with_nan: dict[str, int] = {}
+    missing: np.ndarray | None = None
+    for c in columns:
+        isna = table[c].isna().to_numpy()
+        n = int(isna.sum())
+        if n:
+            with_nan[str(c)] = n
+            missing = isna if missing is None else missing | isna
+    if missing is None:
+        return None
     if nan_policy == "drop":
-        table = table.dropna(axis=0, how="any")
-        if len(table) == 0:
+        if missing.all():
             raise SchemaError("every row has a missing value; nothing is left after dropping")
-        return table
+        return ~missing
     c, n = next(iter(with_nan.items()))
     more = f" (and {len(with_nan) - 1} more column(s))" if len(with_nan) > 1 else ""
     raise SchemaError(
@@ -37,7 +58,9 @@ def apply_nan_policy(table: pd.DataFrame, nan_policy: NanPolicy = "error") -> pd
     )
 
 
-def _conform_numeric(col: NumericColumn, series: pd.Series) -> pd.Series:
+def conform_numeric(col: NumericColumn, series: pd.Series) -> pd.Series:
+    """A numeric column's values as float64 (int64 for an integer column), or an error
+    naming the column, the first text value and its row."""
     if pd.api.types.is_bool_dtype(series.dtype):
         raise SchemaError(f"column '{col.name}' is numeric in the schema but holds true/false values")
     if pd.api.types.is_numeric_dtype(series.dtype):
@@ -77,10 +100,12 @@ def outside_bounds(col: NumericColumn, values: pd.Series) -> bool:
     return bool(len(v)) and bool((v < col.minimum).any() or (v > col.maximum).any())
 
 
-def _conform_categorical(col: CategoricalColumn, series: pd.Series) -> pd.Series:
+def category_codes(col: CategoricalColumn, series: pd.Series) -> np.ndarray:
+    """Each value's index into the column's categories (int64), or an error naming the
+    values that are not among them (mapped to the fallback category if it has one)."""
     # Matched per distinct value (then spread to the rows): the tables are long and have
     # few distinct values per column.
-    lookup = {_key(c): c for c in col.categories}
+    lookup = {_key(c): i for i, c in enumerate(col.categories)}
     codes, uniques = pd.factorize(series, use_na_sentinel=False)
     ukeys = [_key(u) for u in uniques]
     uknown = np.array([k in lookup for k in ukeys], dtype=bool)
@@ -94,9 +119,15 @@ def _conform_categorical(col: CategoricalColumn, series: pd.Series) -> pd.Series
                 f"{list(col.categories)!r} ({int((~known).sum())} row(s))"
             )
         ukeys = [k if ok else _key(col.fallback) for k, ok in zip(ukeys, uknown, strict=True)]
-    ucats = np.empty(len(ukeys), dtype=object)
-    ucats[:] = [lookup[k] for k in ukeys]
-    mapped = pd.Series(ucats[codes], index=series.index, name=series.name, dtype=object)
+    ucodes = np.array([lookup[k] for k in ukeys], dtype=np.int64)
+    return ucodes[codes]
+
+
+def _conform_categorical(col: CategoricalColumn, series: pd.Series) -> pd.Series:
+    cats = np.empty(len(col.categories), dtype=object)
+    cats[:] = list(col.categories)
+    mapped = pd.Series(cats[category_codes(col, series)], index=series.index, name=series.name,
+                       dtype=object)
     if col.category_type is bool:
         return mapped.astype(bool)
     if col.category_type is int:

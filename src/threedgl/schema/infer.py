@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -25,6 +25,7 @@ def infer_schema(
     integer: Iterable[str] = (),
     log_scale: Iterable[str] = (),
     max_categories: int = 1000,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Schema:
     """Infer a schema from a table (``source="data"``).
 
@@ -45,6 +46,9 @@ def infer_schema(
     Warning: bounds and categories inferred from private data are functions of that data
     and are *not* protected by differential privacy. Declare the schema in public for a
     real federation.
+
+    One column at a time (text is parsed once per distinct value); ``progress(done,
+    total)`` counts the columns.
     """
     if not isinstance(df, pd.DataFrame):
         raise SchemaError(f"expected a pandas DataFrame, got {type(df).__name__}")
@@ -65,7 +69,9 @@ def infer_schema(
     if both:
         raise SchemaError(f"column '{both[0]}' is listed as both categorical and numeric")
     columns: list[Column] = []
-    for name in df.columns:
+    for i, name in enumerate(df.columns):
+        if progress is not None and i:
+            progress(i, len(df.columns))
         s = df[name]
         if s.isna().all():
             raise SchemaError(f"column '{name}' has no values (all missing)")
@@ -97,6 +103,8 @@ def infer_schema(
             )
         cats = _sorted_categories(values)
         columns.append(CategoricalColumn(str(name), tuple(cats)))
+    if progress is not None:
+        progress(len(df.columns), len(df.columns))
     return Schema(tuple(columns), target=target, source="data")
 
 
@@ -106,15 +114,19 @@ _THOUSANDS = re.compile(r"^[+-]?\d{1,3}(,\d{3})+(\.\d+)?$")
 
 
 def _numbers(s: pd.Series) -> pd.Series:
-    """The values of a text column read as numbers ('1,234' as 1234), NaN where not."""
-    text = s.astype(str).str.strip()
+    """The values of a text column read as numbers ('1,234' as 1234), NaN where not
+    (each distinct value parsed once)."""
+    codes, uniques = pd.factorize(s, use_na_sentinel=False)
+    text = pd.Series(np.asarray(uniques, dtype=object), dtype=object).astype(str).str.strip()
     plain = text.where(~text.str.match(_THOUSANDS), text.str.replace(",", "", regex=False))
-    return pd.to_numeric(plain, errors="coerce")
+    parsed = pd.to_numeric(plain, errors="coerce").to_numpy()
+    return pd.Series(parsed[codes], index=s.index, name=s.name)
 
 
 def _refuse_numeric_looking(name: str, s: pd.Series, parsed: pd.Series) -> None:
     """Raise when a text column looks numeric: mostly numbers, or thousands separators."""
-    distinct = pd.unique(s.astype(str))
+    _, uniques = pd.factorize(s, use_na_sentinel=False)
+    distinct = pd.unique(pd.Series(np.asarray(uniques, dtype=object), dtype=object).astype(str))
     if len(distinct) < 3:
         return
     is_number = pd.to_numeric(pd.Series(distinct), errors="coerce").notna().to_numpy()

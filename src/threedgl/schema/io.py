@@ -5,22 +5,36 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+import numpy as np
 import pandas as pd
+from pandas.api.types import union_categoricals
 
 from threedgl.errors import SchemaError, ThreedglError
 
 TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
 
 
-def read_table(path: str | os.PathLike[str], encoding: str | None = None) -> pd.DataFrame:
+#: Rows of a CSV read at a time by ``read_table(compact=True)``.
+CHUNK_ROWS = 100_000
+
+
+def read_table(path: str | os.PathLike[str], encoding: str | None = None, *,
+               compact: bool = False,
+               progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
     """Read a CSV or Parquet file; text columns come back with ``object`` dtype.
 
     ``encoding`` is the CSV's text encoding (default UTF-8); a file that is not in it is
     refused naming its first bad line and the ``--encoding`` option.
+
+    ``compact``: text columns come back as pandas ``category`` columns instead (a code per
+    row and each distinct value once: what a table of millions of rows needs), the CSV
+    read :data:`CHUNK_ROWS` rows at a time with ``progress(bytes_read, file_size)`` after
+    each. The values are those of the plain read (a column numeric in some chunks and text
+    in others comes back as ``object``, as pandas gives it).
     """
     p = Path(path)
     if encoding is not None:
@@ -39,6 +53,8 @@ def read_table(path: str | os.PathLike[str], encoding: str | None = None) -> pd.
     try:
         if suffix in (".parquet", ".pq"):
             df = pd.read_parquet(p)
+        elif (suffix in (".csv", ".txt", ".gz") or suffix == "") and compact:
+            df = _read_csv_chunked(p, encoding or "utf-8", progress)
         elif suffix in (".csv", ".txt", ".gz") or suffix == "":
             df = pd.read_csv(p, encoding=encoding or "utf-8")
         else:
@@ -58,11 +74,60 @@ def read_table(path: str | os.PathLike[str], encoding: str | None = None) -> pd.
     if len(df) == 0:
         raise SchemaError(f"'{p}' has no rows")
     for name in df.columns:
-        if not pd.api.types.is_numeric_dtype(df[name].dtype) and not pd.api.types.is_bool_dtype(
-            df[name].dtype
-        ):
+        dtype = df[name].dtype
+        if pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype):
+            continue
+        if not compact:
             df[name] = df[name].astype(object)
+        elif not isinstance(dtype, pd.CategoricalDtype):
+            df[name] = _categorical(df[name])
     return df
+
+
+def _categorical(column: pd.Series) -> pd.Series:
+    """A text column as a ``category`` column of the same values (object categories)."""
+    codes, uniques = pd.factorize(column.astype(object), use_na_sentinel=True)
+    cats = pd.Index(np.asarray(uniques, dtype=object), dtype=object)
+    return pd.Series(pd.Categorical.from_codes(codes, categories=cats), index=column.index,
+                     name=column.name)
+
+
+def _read_csv_chunked(p: Path, encoding: str,
+                      progress: Callable[[int, int], None] | None) -> pd.DataFrame:
+    """A CSV read :data:`CHUNK_ROWS` rows at a time, text columns kept as categories."""
+    size = p.stat().st_size
+    parts: dict[str, list[pd.Series]] = {}
+    with open(p, "rb") as raw:
+        reader = pd.read_csv(raw, encoding=encoding, chunksize=CHUNK_ROWS,
+                             compression="gzip" if p.suffix.lower() == ".gz" else None)
+        with reader:
+            for chunk in reader:
+                for name in chunk.columns:
+                    col = chunk[name]
+                    numeric = (pd.api.types.is_numeric_dtype(col.dtype)
+                               or pd.api.types.is_bool_dtype(col.dtype))
+                    parts.setdefault(name, []).append(col if numeric else _categorical(col))
+                if progress is not None:
+                    progress(min(raw.tell(), size), size)
+    if not parts:
+        return pd.DataFrame()
+    return pd.DataFrame({name: _joined(chunks) for name, chunks in parts.items()})
+
+
+def _joined(chunks: list[pd.Series]) -> pd.Series:
+    """One column from its chunks, as pandas joins the chunks of one read: numbers of one
+    kind stay numbers (ints and floats: floats), categories stay categories, a mix of
+    numbers and text becomes ``object``."""
+    if any(isinstance(c.dtype, pd.CategoricalDtype) for c in chunks):
+        # a chunk with no value at all is read as floats: as categories, it is the same NaN
+        chunks = [_categorical(c) if c.isna().all() else c for c in chunks]
+    kinds = {isinstance(c.dtype, pd.CategoricalDtype) for c in chunks}
+    if kinds == {True}:
+        joined = union_categoricals([c.array for c in chunks])  # type: ignore[arg-type]
+        return pd.Series(joined, name=chunks[0].name)
+    if kinds == {False}:
+        return pd.concat(chunks, ignore_index=True)
+    return pd.concat([c.astype(object) for c in chunks], ignore_index=True)
 
 
 def _not_encoded(p: Path, encoding: str, exc: UnicodeDecodeError) -> str:

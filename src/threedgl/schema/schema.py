@@ -35,8 +35,8 @@ from threedgl.schema.columns import (
 )
 from threedgl.schema.conform import (
     _conform_categorical,
-    _conform_numeric,
     apply_nan_policy,
+    conform_numeric,
     outside_bounds,
 )
 
@@ -239,6 +239,41 @@ class Schema:
 
         Raises :class:`SchemaError` naming the column and the offending value.
         """
+        present = self.checked_columns(df, require_target=require_target,
+                                       extra_columns=extra_columns)
+        table = df.loc[:, present].copy()
+        # NaN policy first, so a missing value is reported as missing, not as a bad value.
+        table = apply_nan_policy(table, nan_policy)
+        out: dict[str, pd.Series] = {}
+        clipped: list[str] = []
+        for name in present:
+            col = self[name]
+            series = table[name]
+            if isinstance(col, NumericColumn):
+                out[name] = conform_numeric(col, series)
+                if outside_bounds(col, out[name]):
+                    clipped.append(f"'{name}' [{col.minimum:g}, {col.maximum:g}]")
+            else:
+                out[name] = _conform_categorical(col, series)
+        if clipped:  # the public bounds only: no number computed from the rows
+            warnings.warn(
+                f"values outside the schema's bounds are clipped to them in column(s) "
+                f"{', '.join(clipped)}",
+                UserWarning,
+                stacklevel=2,
+            )
+        return pd.DataFrame(out, index=table.index)
+
+    def checked_columns(
+        self,
+        df: pd.DataFrame,
+        *,
+        require_target: bool = True,
+        extra_columns: Literal["error", "drop"] = "error",
+    ) -> list[str]:
+        """The schema's columns present in ``df``, in the schema's order, after the checks
+        :meth:`validate` makes of the table as a whole (not empty, no duplicate, missing or,
+        with ``extra_columns="error"``, extra column)."""
         if not isinstance(df, pd.DataFrame):
             raise SchemaError(f"expected a pandas DataFrame, got {type(df).__name__}")
         if len(df) == 0:
@@ -259,26 +294,4 @@ class Schema:
                 f"column(s) {', '.join(repr(str(e)) for e in extra)} not in the schema "
                 f"(schema columns: {', '.join(self.names)})"
             )
-        present = [c for c in self.names if c in df.columns]
-        table = df.loc[:, present].copy()
-        # NaN policy first, so a missing value is reported as missing, not as a bad value.
-        table = apply_nan_policy(table, nan_policy)
-        out: dict[str, pd.Series] = {}
-        clipped: list[str] = []
-        for name in present:
-            col = self[name]
-            series = table[name]
-            if isinstance(col, NumericColumn):
-                out[name] = _conform_numeric(col, series)
-                if outside_bounds(col, out[name]):
-                    clipped.append(f"'{name}' [{col.minimum:g}, {col.maximum:g}]")
-            else:
-                out[name] = _conform_categorical(col, series)
-        if clipped:  # the public bounds only: no number computed from the rows
-            warnings.warn(
-                f"values outside the schema's bounds are clipped to them in column(s) "
-                f"{', '.join(clipped)}",
-                UserWarning,
-                stacklevel=2,
-            )
-        return pd.DataFrame(out, index=table.index)
+        return [c for c in self.names if c in df.columns]
