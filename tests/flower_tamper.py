@@ -2,8 +2,9 @@
 
 It runs the real ClientApp's handlers; only the bytes partition 1 sends change: one byte
 of the ``.3dgl`` file is flipped and the message's sha256 recomputed, so the transport is
-intact and only the Global Server's validation can tell. Importable by Ray's workers (the
-tests folder is on the driver's path, which Flower hands to them).
+intact and only the Global Server's validation can tell. Importable in Flower's simulation
+process and Ray's workers: the engine puts the test process's import path (the tests folder
+included) on their ``PYTHONPATH``.
 """
 
 from __future__ import annotations

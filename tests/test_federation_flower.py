@@ -1,9 +1,11 @@
-"""3DGL on Flower: the apps on Flower's simulation runtime (Ray), engine equivalence, the
-ServerApp refusing a tampered artifact, what travels in the messages (no pickle), and the
+"""3DGL on Flower: the apps on Flower's simulation runtime (Ray) behind a local SuperLink,
+engine equivalence, the ServerApp refusing a tampered artifact, what travels in the
+messages (no pickle), ``flwr run`` of a run in which no client is evaluated, Ctrl-C, and the
 ClientApp's data for a deployment.
 
-Two Flower runs (each starts and stops Ray: ~12 s on 2 cores), Titanic, 3 clients, one
-training epoch, small evaluation settings.
+Five Flower runs over loopback (each starts a SuperLink, Flower's simulation process and
+Ray: ~15 s of overhead on 2 cores), Titanic, 2 to 5 clients, one training epoch, small
+evaluation settings.
 """
 
 from __future__ import annotations
@@ -11,7 +13,13 @@ from __future__ import annotations
 import ast
 import json
 import math
+import os
 import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +43,13 @@ from threedgl.federation import (
 )
 from threedgl.federation.flower import client_app, demo, engine, server_app
 from threedgl.federation.flower import messages as msg
+from threedgl.federation.flower.superlink import CONNECTION, LocalSuperLink
 from threedgl.federation.scenarios import METRICS
 from threedgl.server.client import ServerClient
 
 __all__ = ["sqlite_server"]  # the shared fixture, imported for pytest
 
+REPO = Path(__file__).resolve().parents[1]
 FAST = EvaluationOptions(pool_min_rows=400, pool_factor=4, cv_folds=5, rpp_cv_folds=3)
 EPSILON = 1.9  # the ServerApp, as the Global Server, accepts only private generators
 
@@ -73,8 +83,16 @@ def test_same_seeds_same_scores_on_both_engines(sqlite_server: ServerProcess) ->
     assert "flower engine" in flower.to_markdown()
     # the Global Server checked and stored the three generators of the one round
     assert len(pool.federations) == 1
-    with ServerClient(sqlite_server.url, pool._tokens[0]) as me:
+    with ServerClient(sqlite_server.url, _client_token(sqlite_server.url, pool)) as me:
         assert len(me.pool()) == 3
+
+
+def _client_token(url: str, pool: GlobalServerPool) -> str:
+    """A fresh token of client 0 in the pool's last federation (the ServerApp, in Flower's
+    simulation process, opened it; this process knows only its name)."""
+    assert pool.federation is not None
+    with ServerClient(url, ADMIN_TOKEN) as admin:
+        return str(admin.new_client_token(pool.federation, "client-0000")["token"])
 
 
 def test_a_client_that_cannot_train_does_not_stop_the_run(sqlite_server: ServerProcess) -> None:
@@ -100,7 +118,8 @@ def test_a_client_that_cannot_train_does_not_stop_the_run(sqlite_server: ServerP
         assert not math.isnan(result.summary().loc["fold_test", "accuracy_gain"])
     pd.testing.assert_frame_equal(flower.to_frame(), local.to_frame())
     pd.testing.assert_frame_equal(flower.summary(), local.summary())
-    with ServerClient(sqlite_server.url, pool._tokens[0]) as me:  # 4 generators, no client 3
+    with ServerClient(sqlite_server.url, _client_token(sqlite_server.url, pool)) as me:
+        # 4 generators, no client 3
         assert sorted(e["client"] for e in me.pool()) == [
             "client-0000", "client-0001", "client-0002", "client-0004"]
 
@@ -108,15 +127,12 @@ def test_a_client_that_cannot_train_does_not_stop_the_run(sqlite_server: ServerP
 @pytest.fixture(scope="module")
 def tampered_run() -> Any:
     """One round where client 1's artifact is tampered with after training."""
-    import flower_tamper
-
     return engine.run_rounds(_spec(), seeds=1, max_epsilon=EPSILON, max_delta=1e-4, workers=2,
-                             client_app=flower_tamper.app)
+                             client_app="flower_tamper:app", transcript=True)
 
 
 def _node_messages(job: Any, node: int, kind: str) -> list[Any]:
-    return [m for m in job.sent
-            if m.metadata.dst_node_id == node and m.metadata.message_type == kind]
+    return [m for m in job.sent if m.dst_node_id == node and m.message_type == kind]
 
 
 def test_tampered_artifact_is_refused_and_gets_no_pool(tampered_run: Any) -> None:
@@ -144,7 +160,7 @@ def test_tampered_artifact_is_refused_and_gets_no_pool(tampered_run: Any) -> Non
         assert co.scores is not None and set(co.scores) == set(msg.CLIENT_SCENARIOS)
         assert all(0.0 <= co.scores[s]["accuracy"] <= 1.0 for s in co.scores)
     replies = [msg.read_scores_reply(r.content) for r in tampered_run.received
-               if r.metadata.message_type == msg.EVALUATE]
+               if r.message_type == msg.EVALUATE]
     assert sorted((r.client, r.status) for r in replies) == [
         (0, "evaluated"), (1, "evaluated"), (2, "evaluated")]
     # the simulation's view: a participant without a generator, named with the reason
@@ -155,7 +171,8 @@ def test_tampered_artifact_is_refused_and_gets_no_pool(tampered_run: Any) -> Non
 
 
 def test_no_pickle_in_the_message_path(tampered_run: Any) -> None:
-    """Every record sent and received holds bytes (.3dgl files), JSON text and numbers."""
+    """Every record sent and received holds bytes (.3dgl files), JSON text and numbers (as
+    the ServerApp saw them, recorded in its transcript)."""
     from flwr.app import ConfigRecord, MetricRecord
 
     messages = [*tampered_run.sent, *tampered_run.received]
@@ -208,6 +225,92 @@ def test_no_count_leaves_a_client(tampered_run: Any) -> None:
             assert set(record) <= {"client", "artifact", "sha256", "status"}, set(record)
     (outcome,) = tampered_run.rounds
     assert all(not hasattr(co, "warnings") for co in outcome.clients.values())
+
+
+def test_flwr_run_where_no_client_is_evaluated_fails_and_says_so() -> None:
+    """``flwr run`` of the app (``flower-app/``) on the simulation runtime with a
+    deployment's run config (``schema-path``: simulated clients then have no data). Every
+    node fails training, each failure one readable line; the ServerApp says the run FAILED
+    in the stream and in ``out/outcome.json``, and Flower marks the run ``finished:failed``.
+    ``flwr run`` itself still exits 0: Flower 1.42 does not turn a run's failure into its
+    exit code (the README says to check ``flwr ls``). No process of the SuperLink is left."""
+    with tempfile.TemporaryDirectory(prefix="3dgl-test-") as tmp:
+        root = Path(tmp)
+        schema = demo.write_demo(root / "demo", "titanic", 2, "stratified", 0)[-1]
+        out = root / "out"
+        with LocalSuperLink(root / "link") as link:
+            run = link.flwr(
+                "run", str(REPO / "flower-app"), CONNECTION, "--stream",
+                "--run-config", f"schema-path='{schema}' positive-label='1' clients=2 epochs=1 out='{out}'",
+                "--federation-config", "num-supernodes=2 init-args-num-cpus=2")
+            text, _ = run.communicate(timeout=600)
+            run_id = int(re.findall(r"Successfully started run (\d+)", text)[0])
+            status = link.status(run_id)
+        assert link.leftovers() == []
+        outcome = json.loads((out / "outcome.json").read_text())
+    assert run.returncode == 0  # Flower 1.42's `flwr run --stream` ignores the run's status
+    assert status["status"] == "finished:failed"
+    assert "no client was evaluated" in status["status-details"]
+    assert "3DGL run FAILED: no client was evaluated: node " in text
+    assert outcome["status"] == "failed" and outcome["error"].startswith("no client was evaluated")
+    (round0,) = outcome["rounds"]
+    failures = round0["failures"]
+    assert len(failures) == 2
+    for failure in failures:  # one readable line per node, not Ray's colored traceback
+        assert re.fullmatch(r"node \d+: training failed: ThreedglError: a simulated client "
+                            r"needs the round's 'data' \(dataset or path\)", failure), failure
+        assert any(line.endswith(f"3DGL round 0: {failure}") for line in text.splitlines())
+
+
+def _ours(marker: str) -> list[int]:
+    """Live processes (not this one) whose environment holds ``marker``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            environ = Path(f"/proc/{entry}/environ").read_bytes()
+            state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if marker.encode() in environ and state != "Z":
+            found.append(int(entry))
+    return found
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def test_ctrl_c_leaves_no_flower_process(tmp_path: Path) -> None:
+    """Ctrl-C (SIGINT) while the ClientApps train: ``simulate`` stops, and every process of
+    its SuperLink (SuperExec, flwr-simulation, Ray's GCS, raylet, agents and workers) is
+    gone. They are found by their environment: the run's temporary directory is under
+    this test's (``TMPDIR``)."""
+    marker = str(tmp_path)
+    child = subprocess.Popen(
+        [sys.executable, "-c", "from threedgl.federation import simulate; "
+         "simulate('titanic', clients=2, epochs=1, engine='flower', workers=2)"],
+        env={**os.environ, "TMPDIR": marker}, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 900  # a loaded machine: Flower and Ray start slowly
+        while not any(_cmdline(p).startswith(b"ray::ClientAppActor") for p in _ours(marker)):
+            assert child.poll() is None and time.monotonic() < deadline, "no ClientApp started"
+            time.sleep(0.5)
+        assert len(_ours(marker)) >= 5  # SuperLink, SuperExec, flwr-simulation, Ray's
+    finally:
+        child.send_signal(signal.SIGINT)
+        try:
+            _, err = child.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            raise
+    assert child.returncode != 0 and "KeyboardInterrupt" in err
+    assert _ours(marker) == []
 
 
 def test_a_clients_training_warning_holds_no_count() -> None:
@@ -449,4 +552,21 @@ def test_node_errors_are_one_readable_line() -> None:
                           "\\'fifty\\''>") == "SchemaError: column \\'age\\' has \\'fifty\\'"
     assert readable_error('<class \'ValueError\'>:<"bad\n  value">') == "ValueError: bad value"
     assert readable_error("plain text") == "plain text"
+    # the simulation runtime: Ray's colored traceback of the ClientApp's own exception
+    ray = ("<class 'ray.exceptions.RayTaskError(ClientAppException)'>:<'\x1b[36mray::"
+           "ClientAppActor.run()\x1b[39m (pid=7751, ip=192.0.2.2, actor_id=35307ede)\n"
+           "                  ^^^^^^^^^^^^^^^^^^^^^\n"
+           '  File "/x/flwr/clientapp/client_app.py", line 161, in __call__\n'
+           "    return self._registered_funcs[full_name](message, context)\n"
+           '  File "/x/threedgl/schema/schema.py", line 88, in validate\n'
+           "    raise SchemaError(f\"column {name!r}: {problem}\")\n"
+           "threedgl.errors.SchemaError: column 'Age': 'fifty' is not a number\n\n"
+           "The above exception was the direct cause of the following exception:\n\n"
+           "\x1b[36mray::ClientAppActor.run()\x1b[39m (pid=7751, ip=192.0.2.2)\n"
+           '  File "/x/flwr/simulation/ray_transport/ray_actor.py", line 65, in run\n'
+           "    raise ClientAppException(str(ex)) from ex\n"
+           "flwr.clientapp.client_app.ClientAppException: \n"
+           "Exception ClientAppException occurred. Message: column 'Age': 'fifty' is not a "
+           "number'>")
+    assert readable_error(ray) == "SchemaError: column 'Age': 'fifty' is not a number"
     assert len(readable_error("x" * 1000)) == 300

@@ -16,10 +16,11 @@ Two engines run the clients:
 * ``engine="local"`` (default): a pool of ``workers`` processes of our own
   (:mod:`threedgl.federation.workers`); artifacts go through ``server``
   (:class:`InMemoryServer` by default, :class:`GlobalServerPool` for a real Global Server);
-* ``engine="flower"``: Flower's simulation runtime (Ray backend) runs one ClientApp per
-  client and our ServerApp (:mod:`threedgl.federation.flower`); artifacts travel as Flower
-  messages (bytes and JSON) and the ServerApp checks each with the Global Server's
-  validation (``server``, when given, is where it keeps the pool).
+* ``engine="flower"``: Flower's simulation runtime (Ray backend), behind a local SuperLink
+  this process starts and stops, runs one ClientApp per client and our ServerApp
+  (:mod:`threedgl.federation.flower`); artifacts travel as Flower messages (bytes and
+  JSON) and the ServerApp checks each with the Global Server's validation (``server``, a
+  :class:`GlobalServerPool` when given, is where it keeps the pool).
 
 Same seeds give the same scores on both engines and with any number of workers: every
 random choice is seeded from ``(random_state, seed index, purpose[, client index])``.

@@ -12,8 +12,10 @@
 * :mod:`~threedgl.federation.flower.messages` — what travels: Flower records holding bytes
   (``.3dgl`` files: safetensors plus JSON) and JSON text, never pickle.
 
-``simulate(..., engine="flower")`` runs both on Flower's simulation runtime
-(:mod:`~threedgl.federation.flower.engine`); ``flwr run`` runs them from the app's
+``simulate(..., engine="flower")`` runs both on Flower's simulation runtime behind a local
+SuperLink (:mod:`~threedgl.federation.flower.engine`,
+:mod:`~threedgl.federation.flower.superlink`; the outcome comes back as files:
+:mod:`~threedgl.federation.flower.outcome`); ``flwr run`` runs them from the app's
 ``pyproject.toml`` (``flower-app/`` in the repository) on a simulation or a deployment
 (SuperLink and SuperNodes). Nothing in this package is imported by ``threedgl`` itself
 unless asked for, so the extra stays optional.

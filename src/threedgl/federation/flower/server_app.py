@@ -12,7 +12,9 @@ A round:
 4. the replies' scores are the round's outcome (:attr:`ThreedglServer.rounds`).
 
 Run by ``flwr run`` (``app`` reads the run config of the app's ``pyproject.toml``) or by
-``simulate(..., engine="flower")`` (:mod:`threedgl.federation.flower.engine`).
+``simulate(..., engine="flower")`` (:mod:`threedgl.federation.flower.engine`: the run
+config's ``round-file`` then holds the round). With ``out`` set, the ServerApp leaves its
+outcome there (:mod:`threedgl.federation.flower.outcome`): it runs in Flower's process.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ import logging
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,47 +32,50 @@ from flwr.serverapp import Grid, ServerApp
 
 from threedgl.errors import ThreedglError
 from threedgl.federation.flower import messages as msg
-from threedgl.federation.transport import CheckedPool, PoolServer, Refused
+from threedgl.federation.flower.outcome import (
+    COMPLETED,
+    FAILED,
+    ROUND_FILE,
+    ClientOutcome,
+    EngineRun,
+    Outcome,
+    Progress,
+    RoundOutcome,
+    write_transcript,
+)
+from threedgl.federation.transport import CheckedPool, GlobalServerPool, PoolServer, Refused
 from threedgl.schema import Schema
 
 log = logging.getLogger("threedgl.flower")
 
 
-@dataclass
-class ClientOutcome:
-    """What one client did in one round."""
-
-    client: int
-    node_id: int
-    scores: dict[str, dict[str, float]] | None = None
-    #: Why the client has no generator in the pool, worded as the local engine words it
-    #: ("could not train: …" or "generator refused: …"); it then scores its own data only.
-    refused: str | None = None
-    #: Scored on the node, the scores kept there (a deployed client, share-scores off).
-    kept: bool = False
-
-
-@dataclass
-class RoundOutcome:
-    seed: int
-    clients: dict[int, ClientOutcome] = field(default_factory=dict)
-    failures: list[str] = field(default_factory=list)
-
-
 Tick = Callable[[str], Callable[[], None]]
 
-#: How Flower words a ClientApp's exception: ``<class 'pkg.mod.Error'>:<'message'>``.
-_FLOWER_ERROR = re.compile(r"^<class '(?:[\w.]*\.)?(\w+)'>:<(['\"])(.*)\2>$", re.DOTALL)
+#: How Flower words a ClientApp's exception: ``<class 'pkg.mod.Error'>:<'message'>``; on the
+#: simulation runtime the class is ``ray.exceptions.RayTaskError(ClientAppException)`` and
+#: the message Ray's traceback of the exception the ClientApp raised.
+_FLOWER_ERROR = re.compile(r"^<class '(?:[\w.]*\.)?([\w()]+)'>:<(['\"])(.*)\2>$", re.DOTALL)
+#: A traceback's last line: ``pkg.mod.Error: message`` (at the start of a line).
+_RAISED = re.compile(r"^(?:[A-Za-z_]\w*\.)*([A-Za-z_]\w*): (\S.*)$", re.MULTILINE)
+#: Ray's and Flower's wrappers around the exception a ClientApp raised.
+_WRAPPERS = {"RayTaskError", "ClientAppException"}
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def readable_error(reason: str | None) -> str:
     """One line for a node's error: ``SchemaError: message`` instead of Flower's
-    ``<class 'threedgl.errors.SchemaError'>:<'message'>``, whitespace folded, at most 300
-    characters."""
-    text = str(reason).strip()
+    ``<class 'threedgl.errors.SchemaError'>:<'message'>`` or, on the simulation runtime, of
+    Ray's colored traceback (the ClientApp's own exception is taken from it); whitespace
+    folded, at most 300 characters."""
+    text = _ANSI.sub("", str(reason)).strip()
     match = _FLOWER_ERROR.match(text)
     if match:
-        text = f"{match.group(1)}: {match.group(3)}"
+        kind, text = match.group(1), match.group(3)
+        raised = [m for m in _RAISED.finditer(text) if m.group(1) not in _WRAPPERS]
+        if raised and '  File "' in text:  # a traceback: its first exception is the app's
+            text = f"{raised[0].group(1)}: {raised[0].group(2)}"
+        else:
+            text = f"{kind}: {text}"
     text = " ".join(text.split())
     return text if len(text) <= 300 else text[:299] + "…"
 
@@ -82,7 +86,9 @@ class ThreedglServer:
 
     ``spec`` is every round's :class:`~threedgl.federation.flower.messages.RoundSpec`
     (its ``seed`` is set per round, its ``client`` per node); ``transport`` keeps the pool
-    (a fresh :class:`CheckedPool` when ``None``); ``tick(phase)`` is called once per reply.
+    (a fresh :class:`CheckedPool` when ``None``); ``tick(phase)`` is called once per reply;
+    with ``record``, :attr:`sent` and :attr:`received` keep every message (for the tests of
+    what travels: a pool is in every evaluate message).
     """
 
     def __init__(
@@ -96,6 +102,7 @@ class ThreedglServer:
         tick: Tick | None = None,
         wait_seconds: float = 60.0,
         timeout: float | None = None,
+        record: bool = False,
     ) -> None:
         self.spec = spec
         self.seeds = seeds
@@ -105,6 +112,7 @@ class ThreedglServer:
         self.tick = tick
         self.wait_seconds = wait_seconds
         self.timeout = timeout
+        self.record = record
         self.rounds: list[RoundOutcome] = []
         self.sent: list[Message] = []  # every message this server sent, in order
         self.received: list[Message] = []  # every reply it received, in order
@@ -124,7 +132,8 @@ class ThreedglServer:
             time.sleep(0.5)
 
     def _exchange(self, grid: Grid, messages: list[Message], phase: str) -> list[Message]:
-        self.sent += messages
+        if self.record:
+            self.sent += messages
         ids = {i for i in grid.push_messages(messages) if i}
         on_reply = self.tick(phase) if self.tick is not None else None
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
@@ -134,7 +143,8 @@ class ThreedglServer:
             for reply in got:
                 ids.discard(reply.metadata.reply_to_message_id)
                 replies.append(reply)
-                self.received.append(reply)
+                if self.record:
+                    self.received.append(reply)
                 if on_reply is not None:
                     on_reply()
             if ids:
@@ -321,19 +331,66 @@ def report_rounds(
 app = ServerApp()
 
 
+def _evaluated(rounds: Sequence[RoundOutcome]) -> bool:
+    return any(co.scores is not None or co.kept for r in rounds for co in r.clients.values())
+
+
+def _no_client_evaluated(rounds: Sequence[RoundOutcome]) -> str:
+    failures = [f for r in rounds for f in r.failures][:5]
+    return "no client was evaluated" + (": " + "; ".join(failures) if failures else "")
+
+
 @app.main()
 def main(grid: Grid, context: Context) -> None:
-    """``flwr run``'s entry: the rounds of the run config; logs (and writes) the scenarios."""
+    """``flwr run``'s entry: the rounds of the run config (or of ``simulate``'s round file);
+    logs the scenario table and writes it, with ``outcome.json``, to the run config's
+    ``out``. A run in which no client was evaluated fails: the ServerApp says so in the log
+    (``3DGL run FAILED: …``) and in ``outcome.json``, and raises (Flower marks the run
+    ``finished:failed``)."""
     started = time.perf_counter()
-    spec, settings = spec_from_run_config(dict(context.run_config))
-    server = ThreedglServer(spec, seeds=settings["seeds"], max_epsilon=settings["max_epsilon"],
-                            max_delta=settings["max_delta"], wait_seconds=settings["wait_seconds"])
-    server(grid, context)
-    table = report_rounds(server.rounds, spec, settings["out"], time.perf_counter() - started)
-    print(table, flush=True)
-    if not any(co.scores is not None or co.kept for r in server.rounds
-               for co in r.clients.values()):
-        # a run where no client was evaluated failed: say so, and fail the Flower run
-        failures = [f for r in server.rounds for f in r.failures][:5]
-        raise ThreedglError("no client was evaluated" +
-                            (": " + "; ".join(failures) if failures else ""))
+    config = dict(context.run_config)
+    out = Path(str(config.get("out", ""))) if config.get("out") else None
+    engine = EngineRun.read(str(config[ROUND_FILE])) if config.get(ROUND_FILE) else None
+    transport: PoolServer | None = None
+    if engine is not None:
+        spec, seeds = engine.spec, engine.seeds
+        max_epsilon, max_delta, wait_seconds = engine.max_epsilon, engine.max_delta, 60.0
+        if engine.pool is not None:
+            transport = GlobalServerPool(engine.pool["url"], engine.pool["admin_token"],
+                                         prefix=engine.pool["prefix"])
+    else:
+        spec, settings = spec_from_run_config(config)
+        seeds, wait_seconds = settings["seeds"], settings["wait_seconds"]
+        max_epsilon, max_delta = settings["max_epsilon"], settings["max_delta"]
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+    server = ThreedglServer(spec, seeds=seeds, max_epsilon=max_epsilon, max_delta=max_delta,
+                            transport=transport, wait_seconds=wait_seconds,
+                            tick=Progress(out) if out is not None else None,
+                            record=engine is not None and engine.transcript)
+
+    def finish(error: str | None) -> None:
+        if error is not None:
+            print(f"3DGL run FAILED: {error}", flush=True)
+        if out is None:
+            return
+        if server.record:
+            write_transcript(out, server.sent, server.received)
+        federations = list(getattr(transport, "federations", []))  # the outcome comes last:
+        Outcome(FAILED if error else COMPLETED, error, server.rounds, federations).write(out)
+        if error is not None:
+            print(f"3DGL: the outcome is in {out / 'outcome.json'}", flush=True)
+
+    try:
+        server(grid, context)
+    except Exception as exc:
+        finish(" ".join(f"{type(exc).__name__}: {exc}".split()))
+        raise
+    if engine is None:
+        table = report_rounds(server.rounds, spec, str(out or ""), time.perf_counter() - started)
+        print(table, flush=True)
+    if not _evaluated(server.rounds):
+        error = _no_client_evaluated(server.rounds)
+        finish(error)
+        raise ThreedglError(error)
+    finish(None)
