@@ -84,6 +84,11 @@ def compare_runs(run: Path, against: Path, show_all: bool = False) -> int:
         new = pd.read_csv(new_path, dtype=str).fillna("")
         keys = [k for k in KEYS if k in old.columns and k in new.columns]
         old_rows = {tuple(r[k] for k in keys): r for _, r in old.iterrows()}
+        new_keys = {tuple(r[k] for k in keys) for _, r in new.iterrows()}
+        for key in sorted(set(old_rows) ^ new_keys):  # a row of one run only: a change
+            total += 1
+            side = "the recorded run" if key in old_rows else "this run"
+            worst.append((float("inf"), f"{name:13} {' / '.join(key):40} only in {side} OUTSIDE"))
         for _, row in new.iterrows():
             key = tuple(row[k] for k in keys)
             before = old_rows.get(key)

@@ -157,3 +157,19 @@ def test_encoded_once_validates_each_table_once_and_scores_the_same(monkeypatch)
     assert len(calls) == 3 < validated_plain  # train, test, synthetic
     X2, _ = EvaluationEncoder(ds.schema).transform(train)  # outside the block: fresh
     assert X2.flags.writeable
+
+
+def test_encoded_once_forgets_a_table_nobody_holds() -> None:
+    import gc
+
+    from threedgl.evaluation import encoding
+
+    schema = Schema((NumericColumn("x", 0, 1), CategoricalColumn("y", ("a", "b"))), target="y")
+    with encoding.encoded_once():
+        df = pd.DataFrame({"x": [0.1, 0.9], "y": ["a", "b"]})
+        EvaluationEncoder(schema).transform(df)
+        cache = encoding._ENCODED.get()
+        assert cache is not None and len(cache) == 1
+        del df
+        gc.collect()
+        assert len(cache) == 0  # its encoding went with it: an id reused later cannot match

@@ -132,3 +132,10 @@ def test_binary_auc_is_scikit_learns_roc_auc(pairs, continuous):
     if continuous:
         score = score + np.linspace(0, 0.5, len(score))
     assert binary_auc(truth, score) == pytest.approx(roc_auc_score(truth, score), abs=1e-12)
+
+
+def test_binary_auc_refuses_nan_scores():
+    from threedgl.evaluation.utility import binary_auc
+
+    with pytest.raises(ThreedglError, match="NaN"):
+        binary_auc(np.array([True, False]), np.array([np.nan, 0.5]))

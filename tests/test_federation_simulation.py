@@ -390,3 +390,19 @@ def test_cross_validation_encodes_once_and_scores_as_utility_scores_does() -> No
                 want[m].append(s[m])
         for m, values in want.items():
             assert got[m] == pytest.approx(sum(values) / len(values), abs=1e-12)
+
+
+def test_a_failing_simulation_does_not_wait_for_the_others() -> None:
+    """simulate_all: one simulation's error cancels the others' waiting tasks and is raised
+    at once (not after every other simulation finished)."""
+    import time
+
+    from threedgl.experiments.runs import simulate_all
+
+    jobs = {"slow": {"data": "adult", "clients": 4, "seeds": 3, "epochs": 1,
+                     "epsilon": float("inf"), "options": FAST},
+            "bad": {"data": "titanic", "clients": 2, "seeds": 1, "split": "nonsense"}}
+    t0 = time.perf_counter()
+    with pytest.raises(ThreedglError):
+        simulate_all(jobs, workers=2)
+    assert time.perf_counter() - t0 < 60

@@ -162,3 +162,28 @@ def test_limit_threads_finds_the_libraries_again_after_an_import(monkeypatch):
     assert threads._controller() is first  # nothing imported: the same view
     monkeypatch.setitem(sys.modules, "threedgl_test_fake_module", types.ModuleType("fake"))
     assert threads._controller() is not first
+
+
+def test_ledger_suspension_nests_across_threads(monkeypatch):
+    """Two threads in suspended() at once: the first to leave does not lift the other's."""
+    import os
+    import threading
+
+    from threedgl.privacy import ledger
+
+    monkeypatch.delenv(ledger.SUSPENDED_ENV, raising=False)
+    inside, leave_first = threading.Event(), threading.Event()
+
+    def first() -> None:
+        with ledger.suspended():
+            inside.set()
+            leave_first.wait(5)
+
+    t = threading.Thread(target=first)
+    t.start()
+    inside.wait(5)
+    with ledger.suspended():
+        leave_first.set()
+        t.join(5)
+        assert os.environ.get(ledger.SUSPENDED_ENV) == "1"  # still suspended here
+    assert ledger.SUSPENDED_ENV not in os.environ

@@ -17,6 +17,7 @@ this: it tells real from synthetic rows, and the class is part of a row).
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -103,13 +104,16 @@ class EvaluationEncoder:
             return self.transform_valid(self.conform(df))
         key = (id(df), id(self.schema), self.mode, self.include_target)
         hit = cache.get(key)
-        if hit is not None and hit[0] is df and hit[1] is self.schema:
+        if hit is not None and hit[0]() is df and hit[1] is self.schema:
             return hit[2]  # type: ignore[no-any-return]
         X, y = self.transform_valid(self.conform(df))
         for array in (X, y):
             if array is not None:
                 array.flags.writeable = False  # shared by every caller in the block
-        cache[key] = (df, self.schema, (X, y))  # holds df: its id is not reused meanwhile
+        # a weak reference: a table no one holds any more leaves the cache with its
+        # encoding (and its id, which a new table may get, with it)
+        cache[key] = (weakref.ref(df), self.schema, (X, y))
+        weakref.finalize(df, _forget, weakref.ref(cache), key)
         return X, y
 
     def transform_valid(self, table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
@@ -193,8 +197,17 @@ def _labels(col: CategoricalColumn, codes: np.ndarray) -> np.ndarray | pd.Series
     return pd.Series(cats, dtype=object)  # object dtype, as Schema.validate returns
 
 
-_ENCODED: ContextVar[dict[tuple[Any, ...], tuple[Any, Any, Any]] | None] = ContextVar(
-    "threedgl_encoded", default=None)
+class _Cache(dict[tuple[Any, ...], tuple[Any, Any, Any]]):
+    """The encodings of one :func:`encoded_once` block (a dict that takes weak references)."""
+
+
+def _forget(cache: weakref.ref[_Cache], key: tuple[Any, ...]) -> None:
+    live = cache()
+    if live is not None:
+        live.pop(key, None)
+
+
+_ENCODED: ContextVar[_Cache | None] = ContextVar("threedgl_encoded", default=None)
 
 
 @contextmanager
@@ -206,7 +219,7 @@ def encoded_once() -> Iterator[None]:
     change a table in place once it was encoded; the arrays are read-only, so code that
     would write to them fails instead of changing another caller's data. Scores are the
     same as without it (tested)."""
-    token = _ENCODED.set({})
+    token = _ENCODED.set(_Cache())
     try:
         yield
     finally:

@@ -140,9 +140,12 @@ def binary_auc(truth: np.ndarray, score: np.ndarray) -> float:
     from scipy.stats import rankdata
 
     truth = np.asarray(truth, dtype=bool)
+    score = np.asarray(score, dtype=np.float64)
+    if not np.isfinite(score).all():
+        raise ThreedglError("AUC: the scores hold NaN or infinite values")
     n_pos = int(truth.sum())
     n_neg = len(truth) - n_pos
-    ranks = rankdata(np.asarray(score, dtype=np.float64))  # ties get their average rank
+    ranks = rankdata(score)  # ties get their average rank
     return float((ranks[truth].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 

@@ -53,11 +53,15 @@ def simulate_all(
 
     from threedgl import datasets
     from threedgl.federation.simulation import simulate
-    from threedgl.federation.workers import default_workers, make_executor
+    from threedgl.federation.workers import default_workers, first_error, make_executor
 
     def size(key: Any) -> int:
         data = jobs[key]["data"]
-        return len(datasets.load(data).frame) if isinstance(data, str) else len(data)
+        return len(datasets.load(data).frame if isinstance(data, str)
+                   else getattr(data, "frame", data))
+
+    if not jobs:
+        return {}
 
     order = sorted(jobs, key=size, reverse=True)
     total = sum(int(jobs[k].get("clients", 10)) * int(jobs[k].get("seeds", 1)) for k in jobs)
@@ -83,8 +87,14 @@ def simulate_all(
         if pool is None:  # one worker: in this process, one simulation after the other
             results = [run(key) for key in order]
         else:
-            with ThreadPoolExecutor(max_workers=len(order)) as drivers:
-                results = list(drivers.map(run, order))
+            drivers = ThreadPoolExecutor(max_workers=len(order))
+            try:
+                results = first_error(drivers, run, order)
+            except BaseException:  # an error or Ctrl-C: the others' waiting tasks go too
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+            finally:
+                drivers.shutdown(wait=False, cancel_futures=True)
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)

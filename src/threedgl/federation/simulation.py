@@ -63,6 +63,7 @@ from threedgl.federation.workers import (
     TrainTask,
     default_workers,
     derive_seed,
+    first_error,
     make_executor,
     run_all,
     run_eval,
@@ -205,8 +206,14 @@ def _run_rounds(
 
     if pool is None or server is not None or seeds == 1:  # a caller's server: one round at a time
         return [one(s) for s in range(seeds)]
-    with ThreadPoolExecutor(max_workers=seeds, thread_name_prefix="threedgl-seed") as rounds:
-        return list(rounds.map(one, range(seeds)))
+    rounds = ThreadPoolExecutor(max_workers=seeds, thread_name_prefix="threedgl-seed")
+    try:
+        return first_error(rounds, one, range(seeds))
+    except BaseException:  # the pool's waiting tasks are cancelled by the pool's owner
+        rounds.shutdown(wait=False, cancel_futures=True)
+        raise
+    finally:
+        rounds.shutdown(wait=False)
 
 
 def _check_int(name: str, value: Any, least: int, what: str) -> None:
@@ -330,12 +337,18 @@ def simulate(
             pool.submit(central_scores, sp.train, sp.test, schema, pos) if pool is not None
             else None for sp in splits
         ]
-        outcomes = _run_rounds(
-            engine, data, frame, splits, schema=schema, positive_label=pos, clients=clients,
-            seeds=seeds, spec=spec, test_size=test_size, min_rows=min_rows, factory=factory,
-            server=server, options=opts, random_state=random_state, epsilon=epsilon,
-            delta=delta, workers=workers, pool=pool, tick=tick,
-        )
+        try:
+            outcomes = _run_rounds(
+                engine, data, frame, splits, schema=schema, positive_label=pos,
+                clients=clients, seeds=seeds, spec=spec, test_size=test_size,
+                min_rows=min_rows, factory=factory, server=server, options=opts,
+                random_state=random_state, epsilon=epsilon, delta=delta, workers=workers,
+                pool=pool, tick=tick,
+            )
+        except BaseException:
+            if pool is not None and pool is not executor:  # ours: nothing else waits on it
+                pool.shutdown(wait=False, cancel_futures=True)
+            raise
         central = [job.result() if job is not None else central_scores(sp.train, sp.test,
                                                                        schema, pos)
                    for job, sp in zip(central_jobs, splits, strict=True)]

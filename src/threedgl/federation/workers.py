@@ -206,6 +206,27 @@ def run_all(
     futures: list[Future[R]] = [executor.submit(fn, t) for t in tasks]
     for fut in futures:
         fut.add_done_callback(lambda _f: on_done())
+    try:
+        return [f.result() for f in futures]
+    except BaseException:  # the others' results are not wanted: do not wait for them
+        for f in futures:
+            f.cancel()
+        raise
+
+
+def first_error(executor: Executor, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
+    """``[fn(x) for x in items]`` run on ``executor``, in order; the first error is raised
+    as soon as it happens, not after the items before it finished (their tasks cancelled
+    when not started)."""
+    from concurrent.futures import FIRST_EXCEPTION, wait
+
+    futures = [executor.submit(fn, x) for x in items]
+    done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+    for f in futures:
+        if f in done and f.exception() is not None:
+            for g in futures:
+                g.cancel()
+            raise f.exception()  # type: ignore[misc]
     return [f.result() for f in futures]
 
 

@@ -16,6 +16,7 @@ import hashlib
 import json
 import math
 import os
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -120,6 +121,11 @@ class _RowHashes:
         return self.out + np.uint64(97531)
 
 
+_SUSPENDED_LOCK = threading.Lock()
+_SUSPENDED_DEPTH = 0
+_SUSPENDED_BEFORE: str | None = None
+
+
 @contextmanager
 def suspended() -> Iterator[None]:
     """Do not record fits in the ledger meanwhile (child processes included).
@@ -127,15 +133,22 @@ def suspended() -> Iterator[None]:
     For experiments on the bundled public datasets (reproduction, simulation), which are
     not private tables and would otherwise fill the ledger with thousands of entries.
     """
-    before = os.environ.get(SUSPENDED_ENV)
-    os.environ[SUSPENDED_ENV] = "1"
+    global _SUSPENDED_DEPTH, _SUSPENDED_BEFORE
+    with _SUSPENDED_LOCK:  # threads of one process: the outermost block sets and restores
+        if _SUSPENDED_DEPTH == 0:
+            _SUSPENDED_BEFORE = os.environ.get(SUSPENDED_ENV)
+            os.environ[SUSPENDED_ENV] = "1"
+        _SUSPENDED_DEPTH += 1
     try:
         yield
     finally:
-        if before is None:
-            os.environ.pop(SUSPENDED_ENV, None)
-        else:
-            os.environ[SUSPENDED_ENV] = before
+        with _SUSPENDED_LOCK:
+            _SUSPENDED_DEPTH -= 1
+            if _SUSPENDED_DEPTH == 0:
+                if _SUSPENDED_BEFORE is None:
+                    os.environ.pop(SUSPENDED_ENV, None)
+                else:
+                    os.environ[SUSPENDED_ENV] = _SUSPENDED_BEFORE
 
 
 def unrecorded(func: F) -> F:
