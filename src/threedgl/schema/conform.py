@@ -3,6 +3,8 @@ column) and the missing-value policy."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 
@@ -15,6 +17,7 @@ __all__ = [
     "conform_numeric",
     "kept_rows",
     "outside_bounds",
+    "warn_clipped",
     "where",
 ]
 
@@ -92,6 +95,18 @@ def where(series: pd.Series, bad: pd.Series) -> str:
     else:
         n = int(np.flatnonzero(bad.to_numpy())[0])
     return f"in data row {n + 1}, line {n + 2} of a CSV file with a header line"
+
+
+def warn_clipped(clipped: list[str], stacklevel: int = 2) -> None:
+    """The one warning for values clipped to the schema's bounds, naming the columns and
+    their public bounds only (no number computed from the rows)."""
+    if clipped:
+        warnings.warn(
+            f"values outside the schema's bounds are clipped to them in column(s) "
+            f"{', '.join(clipped)}",
+            UserWarning,
+            stacklevel=stacklevel + 1,
+        )
 
 
 def outside_bounds(col: NumericColumn, values: pd.Series) -> bool:

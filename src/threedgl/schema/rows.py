@@ -12,7 +12,6 @@ from it sees the same numbers.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Literal
 
@@ -21,7 +20,13 @@ import pandas as pd
 
 from threedgl.errors import SchemaError
 from threedgl.schema.columns import CategoricalColumn, NanPolicy, NumericColumn
-from threedgl.schema.conform import category_codes, conform_numeric, kept_rows, outside_bounds
+from threedgl.schema.conform import (
+    category_codes,
+    conform_numeric,
+    kept_rows,
+    outside_bounds,
+    warn_clipped,
+)
 from threedgl.schema.encoder import TableEncoder, _scale
 
 __all__ = ["EncodedRows", "encode_table"]
@@ -136,11 +141,5 @@ def encode_table(
         del series
         if progress is not None:
             progress(i + 1, len(present))
-    if clipped:  # the public bounds only: no number computed from the rows
-        warnings.warn(
-            f"values outside the schema's bounds are clipped to them in column(s) "
-            f"{', '.join(clipped)}",
-            UserWarning,
-            stacklevel=2,
-        )
+    warn_clipped(clipped)
     return EncodedRows(encoder, [values[c.name] for c in schema.features]), labels

@@ -16,7 +16,6 @@ The schema is a frozen value type, validated when built, with an exact JSON roun
 from __future__ import annotations
 
 import json
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -38,6 +37,7 @@ from threedgl.schema.conform import (
     apply_nan_policy,
     conform_numeric,
     outside_bounds,
+    warn_clipped,
 )
 
 SCHEMA_FORMAT = "threedgl.schema"
@@ -255,13 +255,7 @@ class Schema:
                     clipped.append(f"'{name}' [{col.minimum:g}, {col.maximum:g}]")
             else:
                 out[name] = _conform_categorical(col, series)
-        if clipped:  # the public bounds only: no number computed from the rows
-            warnings.warn(
-                f"values outside the schema's bounds are clipped to them in column(s) "
-                f"{', '.join(clipped)}",
-                UserWarning,
-                stacklevel=2,
-            )
+        warn_clipped(clipped)
         return pd.DataFrame(out, index=table.index)
 
     def checked_columns(
