@@ -145,8 +145,20 @@ class DPAdam:
         self.generators: list[NoiseSource] = (
             [SecureRandom()] * m if secure_mode else list(generators))
         self.lr, self.betas, self.eps = lr, betas, eps
-        self.exp_avg = [torch.zeros_like(p) for p in self.params]
-        self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
+        # Every model's parameters as one row of a (M, P) matrix, in parameter order, so
+        # that the noise and the Adam update are a few operations per step, not a few per
+        # parameter; the layers' tensors become views of it (same values, updated in place).
+        self.sizes = [int(p[0].numel()) for p in self.params]
+        self.flat = torch.cat([p.detach().reshape(m, -1) for p in self.params], 1)
+        for p, view in zip(self.params, self._unflatten(self.flat), strict=True):
+            p.data = view
+        self.exp_avg = torch.zeros_like(self.flat)
+        self.exp_avg_sq = torch.zeros_like(self.flat)
+
+    def _unflatten(self, flat: Tensor) -> list[Tensor]:
+        """Views of ``flat`` (M, P) shaped as the parameters."""
+        return [v.view(p.shape) for v, p in zip(flat.split(self.sizes, 1), self.params,
+                                                strict=True)]
 
     @property
     def active(self) -> Tensor:
@@ -157,8 +169,9 @@ class DPAdam:
         """One DP-Adam step for every active model."""
         active = self.active
         grads, _ = self.clipped_sums(losses, mask, records)
-        self.add_noise(grads, active)
-        self._adam(grads, active)
+        flat = torch.cat([g.reshape(len(g), -1) for g in grads], 1)
+        self._add_noise(flat, active)
+        self._adam(flat, active)
 
     def clipped_sums(
         self, losses: Tensor, mask: Tensor, records: Sequence[tuple[Tensor, Tensor]]
@@ -181,51 +194,48 @@ class DPAdam:
         return grads, norms
 
     def add_noise(self, grads: list[Tensor], active: Tensor) -> None:
-        """Add N(0, (σ_m C_m)²) to model m's summed gradients, in place.
+        """Add N(0, (σ_m C_m)²) to model m's summed gradients (one tensor per parameter,
+        as :meth:`clipped_sums` gives them), in place."""
+        flat = torch.cat([g.reshape(len(g), -1) for g in grads], 1)
+        self._add_noise(flat, active)
+        for g, noisy in zip(grads, self._unflatten(flat), strict=True):
+            g.copy_(noisy)
+
+    def _add_noise(self, flat: Tensor, active: Tensor) -> None:
+        """Add N(0, (σ_m C_m)²) to row m of the summed gradients ``flat`` (M, P), in place.
 
         Drawn from model m's own generator in parameter order (as Opacus does); finished
         models and models without noise draw nothing.
         """
-        sizes = [int(g[0].numel()) for g in grads]
         for m in range(len(self.sigma)):
             if not bool(active[m]) or self.sigma[m] == 0.0:
                 continue
             std = self.sigma[m] * float(self.clip[m])
             source = self.generators[m]
             if isinstance(source, torch.Generator):  # its fills depend on the draw's size
-                for g in grads:
-                    g[m] += _normal(source, std, tuple(g.shape[1:]))
+                for row, p in zip(flat[m].split(self.sizes), self.params, strict=True):
+                    row += _normal(source, std, tuple(p.shape[1:])).reshape(-1)
                 continue
-            # NumPy's generators (and the OS's): one draw for every parameter, split in
-            # parameter order, gives the numbers of one draw per parameter (a generator
-            # keeps no state between draws but its stream), at one call per model and step
-            noise = _normal(source, std, (sum(sizes),)).split(sizes)
-            for g, z in zip(grads, noise, strict=True):
-                g[m] += z.view(g.shape[1:])
+            # NumPy's generators (and the OS's): one draw for every parameter gives the
+            # numbers of one draw per parameter in parameter order (a generator keeps no
+            # state between draws but its stream), at one call per model and step
+            flat[m] += _normal(source, std, (flat.shape[1],))
 
     @torch.no_grad()
-    def _adam(self, grads: list[Tensor], active: Tensor) -> None:
-        """torch.optim.Adam's update on (Σ clipped + noise) / (q·n), per active model."""
+    def _adam(self, flat: Tensor, active: Tensor) -> None:
+        """torch.optim.Adam's update on (Σ clipped + noise) / (q·n), per active model, on
+        every parameter at once (``flat`` (M, P), the parameters' order)."""
         beta1, beta2 = self.betas
         t = (self.steps_done + active.long()).clamp(min=1).double()
-        step_size = (self.lr / (1.0 - beta1**t)).float()  # (M,)
-        bc2_sqrt = (1.0 - beta2**t).sqrt().float()
-        every = bool(active.all())
-        for p, g, m1, m2 in zip(self.params, grads, self.exp_avg, self.exp_avg_sq, strict=True):
-            shape = (-1,) + (1,) * (p.dim() - 1)
-            g = g / self.batch.view(shape)
-            if every:  # fast path: the same update in place
-                m1.lerp_(g, 1.0 - beta1)
-                m2.mul_(beta2).addcmul_(g, g, value=1.0 - beta2)
-                denom = (m2.sqrt() / bc2_sqrt.view(shape)).add_(self.eps)
-                p.sub_(step_size.view(shape) * m1 / denom)
-                continue
-            on = active.view(shape)  # finished models keep parameters and moments
-            new_m1 = torch.lerp(m1, g, 1.0 - beta1)
-            new_m2 = (m2 * beta2).addcmul_(g, g, value=1.0 - beta2)
-            denom = new_m2.sqrt() / bc2_sqrt.view(shape) + self.eps
-            new_p = p - step_size.view(shape) * new_m1 / denom
-            m1.copy_(torch.where(on, new_m1, m1))
-            m2.copy_(torch.where(on, new_m2, m2))
-            p.copy_(torch.where(on, new_p, p))
+        step_size = (self.lr / (1.0 - beta1**t)).float()[:, None]  # (M, 1)
+        bc2_sqrt = (1.0 - beta2**t).sqrt().float()[:, None]
+        rows: list[int | slice] = (
+            [slice(None)] if bool(active.all()) else active.nonzero().flatten().tolist())
+        for r in rows:  # all models at once, or each active one (finished ones keep theirs)
+            g = flat[r] / self.batch[r, None]
+            m1, m2 = self.exp_avg[r], self.exp_avg_sq[r]
+            m1.lerp_(g, 1.0 - beta1)
+            m2.mul_(beta2).addcmul_(g, g, value=1.0 - beta2)
+            denom = (m2.sqrt() / bc2_sqrt[r]).add_(self.eps)
+            self.flat[r].sub_(step_size[r] * m1 / denom)
         self.steps_done += active.long()
