@@ -277,3 +277,28 @@ def test_cli_attack_end_to_end(
         "x3",
     )
     assert not bad_json.exists()
+
+
+def test_gaussian_kde_known_answers_and_scikit_learn() -> None:
+    from sklearn.neighbors import KernelDensity
+
+    from threedgl.evaluation.attacks import gaussian_kde_log_density
+
+    # One training row: the density is N(x; t, h²I).
+    t, x, h = np.array([[0.5, -1.0]]), np.array([[0.5, -1.0], [1.5, 0.0]]), 0.7
+    expected = -np.sum((x - t) ** 2, 1) / (2 * h * h) - np.log(2 * np.pi * h * h)
+    np.testing.assert_allclose(gaussian_kde_log_density(t, x, h), expected, atol=1e-12)
+    rng = np.random.default_rng(0)
+    train, points = rng.normal(size=(700, 4)), rng.normal(size=(1500, 4)) * 2.0
+    got = gaussian_kde_log_density(train, points, 0.4, chunk=100)  # several chunks
+    # Every row summed directly (float64, max-shifted)
+    a = -((points[:, None, :] - train[None, :, :]) ** 2).sum(-1) / (2 * 0.4**2)
+    top = a.max(1)
+    direct = top + np.log(np.exp(a - top[:, None]).sum(1)) - np.log(700) \
+        - 2 * np.log(2 * np.pi * 0.4**2)
+    np.testing.assert_allclose(got, direct, rtol=0, atol=1e-9)
+    # scikit-learn's tree gives the same where the density is not tiny.
+    ref = KernelDensity(kernel="gaussian", bandwidth=0.4).fit(train).score_samples(points)
+    dense = ref > -20
+    assert dense.sum() > 1000
+    np.testing.assert_allclose(got[dense], ref[dense], atol=1e-6)

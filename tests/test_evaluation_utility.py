@@ -139,3 +139,20 @@ def test_binary_auc_refuses_nan_scores():
 
     with pytest.raises(ThreedglError, match="NaN"):
         binary_auc(np.array([True, False]), np.array([np.nan, 0.5]))
+
+
+def test_logreg_solver_follows_the_number_of_coefficients() -> None:
+    from threedgl.evaluation.utility import NEWTON_MAX_COEFFICIENTS, make_classifier
+
+    assert make_classifier("logreg", n_features=14).solver == "newton-cholesky"
+    assert make_classifier("logreg", n_features=NEWTON_MAX_COEFFICIENTS + 1).solver == "lbfgs"
+    assert make_classifier("logreg", n_features=40, n_classes=3).solver == "lbfgs"  # 80
+    assert make_classifier("logreg").solver == "lbfgs"  # size unknown
+    # The same problem: at a tight tolerance both solvers reach the same coefficients.
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(2000, 8))
+    y = (X @ rng.normal(size=8) + rng.normal(size=2000) > 0).astype(int)
+    newton = LogisticRegression(solver="newton-cholesky", tol=1e-10).fit(X, y)
+    lbfgs = LogisticRegression(solver="lbfgs", tol=1e-10, max_iter=10_000).fit(X, y)
+    np.testing.assert_allclose(newton.coef_, lbfgs.coef_, atol=1e-5)
+    np.testing.assert_allclose(newton.intercept_, lbfgs.intercept_, atol=1e-5)
