@@ -116,6 +116,8 @@ class _Blocks:
     p[m, c] = E[m, c]·s[c] / Σ_{c' of c's feature} E[m, c']·s[c'], with E = exp(logits less
     each block's row maximum), fixed, and s = exp(b less each block's maximum of b): a step
     rescales E's columns and normalises, instead of a softmax over every point and bin.
+    Everything is stored output column by latent point (D, M): sums over a feature's
+    columns or a group's add whole rows of M values.
     """
 
     def __init__(self, logits: Tensor, widths: Sequence[int]) -> None:
@@ -125,36 +127,35 @@ class _Blocks:
                                              torch.tensor(self.widths))
         rowmax = torch.stack([logits[:, a:b].max(1).values for a, b in
                               zip(self.offsets[:-1], self.offsets[1:], strict=True)], 1)
-        self.exp = torch.exp(logits - rowmax[:, self.block])  # every block's maximum is 1
-        #: (D, F): 1 where output column c belongs to feature j.
-        self.segment = torch.zeros(len(self.block), len(self.widths))
-        self.segment[torch.arange(len(self.block)), self.block] = 1.0
+        # (D, M); every block's maximum is 1
+        self.exp = torch.exp(logits - rowmax[:, self.block]).T.contiguous()
 
     def unnormalised(self, bias: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """``(x, norm, s)``: x = E·s (M, D), norm = 1 / each feature's sum of x (M, F) and
-        the column scales s (D,), so that p = x · norm[:, block]."""
+        """``(x, norm, s)``: x = E·s (D, M), norm = 1 / each feature's sum of x (F, M) and
+        the column scales s (D,), so that p = x · norm[block]."""
         top = torch.zeros(len(self.widths)).scatter_reduce(
             0, self.block, bias.detach(), "amax", include_self=False)
         s = torch.exp(bias - top[self.block])
-        x = self.exp * s
-        return x, 1.0 / (x @ self.segment), s
+        x = self.exp * s[:, None]
+        sums = torch.zeros(len(self.widths), x.shape[1]).index_add_(0, self.block, x)
+        return x, 1.0 / sums, s
 
     def one_way(self, w: Tensor, norm: Tensor, s: Tensor) -> Tensor:
-        """The mixture's one-way marginals ``w @ p`` (D,), without forming p:
-        Σ_m w_m E[m, c] s[c] norm[m, j(c)] = s[c] · ((w·norm)ᵀ E)[j(c), c]."""
-        per_feature = (w[:, None] * norm).T @ self.exp  # (F, D)
-        return s * per_feature.gather(0, self.block[None, :])[0]
+        """The mixture's one-way marginals Σ_m w_m p[c, m] (D,), without forming p:
+        Σ_m E[c, m] s[c] w_m norm[j(c), m] = s[c] · (E (norm·w)ᵀ)[c, j(c)]."""
+        per_feature = self.exp @ (norm * w).T  # (D, F)
+        return s * per_feature.gather(1, self.block[:, None])[:, 0]
 
-    def grouped(self, x: Tensor, norm: Tensor, columns: Tensor, size: int) -> Tensor:
-        """``(M, F, size)``: every feature's probabilities over its groups (zero-padded);
-        ``columns`` from :func:`_group_columns`."""
-        raw = torch.zeros(len(x), len(self.widths) * size).index_add_(1, columns, x)
-        return raw.reshape(len(x), len(self.widths), size) * norm[:, :, None]
+    def grouped(self, x: Tensor, norm: Tensor, rows: Tensor, size: int) -> Tensor:
+        """``(F, size, M)``: every feature's probabilities over its groups (zero-padded);
+        ``rows`` from :func:`_group_columns`."""
+        raw = torch.zeros(len(self.widths) * size, x.shape[1]).index_add_(0, rows, x)
+        return raw.view(len(self.widths), size, -1) * norm[:, None, :]
 
 
 def _group_columns(widths: Sequence[int], groupings: Sequence[tuple[int, ...] | None],
                    size: int) -> Tensor:
-    """Output column c of feature j → column j·size + its group of :meth:`_Blocks.grouped`."""
+    """Output column c of feature j → row j·size + its group in :meth:`_Blocks.grouped`."""
     return torch.cat([
         j * size + (torch.arange(w) if g is None else torch.tensor(g))
         for j, (w, g) in enumerate(zip(widths, groupings, strict=True))])
@@ -174,7 +175,8 @@ def select_pairs(decoder: Decoder, z: Tensor, widths: Sequence[int],
     with torch.no_grad():
         blocks = _Blocks(decoder.logits(z), widths)
         x, norm, _ = blocks.unnormalised(torch.zeros(int(blocks.offsets[-1])))
-        q = blocks.grouped(x, norm, _group_columns(widths, groups, size), size).double()
+        q = blocks.grouped(x, norm, _group_columns(widths, groups, size), size)
+        q = q.permute(2, 0, 1).double()  # (M, F, size)
     info = np.zeros((n, n))
     for i in range(n):
         joint = torch.einsum("ma,mfb->fab", q[:, i], q[:, i + 1:]).numpy() / len(z)
@@ -290,17 +292,16 @@ def fit_prior(
 
 
 def _pair_marginals(q: Tensor, w: Tensor, first: Tensor, second: Tensor) -> Tensor:
-    """``(P, size, size)``: Σ_m w_m q[m, first_p]ᵀ q[m, second_p] for every pair p of the
-    grouped probabilities ``q`` (M, F, size). When most pairs of features are measured
+    """``(P, size, size)``: Σ_m w_m q[first_p, :, m] q[second_p, :, m]ᵀ for every pair p of
+    the grouped probabilities ``q`` (F, size, M). When most pairs of features are measured
     (no privacy) one matmul over all pairs is 4 times faster than one per pair (Adult);
     for a tree's F − 1 pairs the matmul per pair keeps wide tables cheap."""
-    n_points, n_features, size = q.shape
+    n_features, size, _ = q.shape
     if 4 * len(first) >= n_features * n_features:
-        flat = q.reshape(n_points, -1)
-        gram = (flat * w[:, None]).T @ flat
+        flat = q.reshape(n_features * size, -1)
+        gram = (flat * w) @ flat.T
         return gram.view(n_features, size, n_features, size)[first, :, second, :]
-    by_feature = q.permute(1, 2, 0)  # (F, size, M)
-    return torch.bmm(by_feature[first] * w, by_feature[second].transpose(1, 2))
+    return torch.bmm(q[first] * w, q[second].transpose(1, 2))
 
 
 def _scale(m: Measurement, total: float) -> float:
