@@ -118,6 +118,32 @@ def check_architecture(arch: Any) -> dict[str, Any]:
     return out
 
 
+class _BlockLogSumExp(torch.autograd.Function):
+    """logsumexp of each categorical block of the logits, ``(..., blocks)``.
+
+    The numbers of one ``torch.logsumexp`` per block (its forward and backward formulas),
+    but the backward writes every block's gradient into one tensor: autograd's slices
+    would each allocate and add a zero tensor of the logits' size (half a DP-Adam step at
+    Adult's 479 outputs and batch 512).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, logits: Tensor, cats: Sequence[tuple[int, int]]) -> Tensor:
+        # a loop over blocks beats a padded gather (measured)
+        lse = torch.stack([torch.logsumexp(logits[..., s:e], -1) for s, e in cats], -1)
+        ctx.save_for_backward(logits, lse)
+        ctx.cats = cats
+        return lse
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+        logits, lse = ctx.saved_tensors
+        out = torch.zeros_like(logits)  # columns outside every block get no gradient
+        for j, (s, e) in enumerate(ctx.cats):
+            out[..., s:e] = grad[..., j:j + 1] * (logits[..., s:e] - lse[..., j:j + 1]).exp()
+        return out, None
+
+
 class _Heads:
     """Vectorised reconstruction losses and decoded outputs for a layout."""
 
@@ -137,8 +163,8 @@ class _Heads:
         out = -(x * logits).sum(-1)
         if len(self.numeric):
             out = out + (F.softplus(logits) * self.numeric_mask).sum(-1)
-        for s, e in self.cats:  # a loop over blocks beats a padded gather (measured)
-            out = out + torch.logsumexp(logits[..., s:e], -1)
+        if self.cats:
+            out = out + _BlockLogSumExp.apply(logits, self.cats).sum(-1)
         return out
 
     def decode(self, logits: Tensor) -> Tensor:
