@@ -6,9 +6,12 @@
 With ``--against DIR`` (an earlier run's CSV files, e.g. the recorded run of issue 23) every
 table the two runs share is compared cell by cell instead: Tables II to V in both modes, the
 privacy and the audit table. A cell ``mean ± std`` agrees within seed noise when
-|Δ| ≤ max(std, 0.05) as below; a cell without a recorded std (Tables IV and V and the
-privacy tables print means of 3 seeds, or seed 0 alone) must be equal up to 1e-6: the same
-seeds run the same computation, so anything else is a change, not noise.
+|Δ| ≤ max(std, 0.05) as below. A cell without a recorded std (Tables IV and V print means
+of 3 seeds, the privacy table seed 0 alone) takes its noise from the new run's
+``<table>_std.csv`` when there is one: the standard deviation over seeds of Tables IV and V's
+cells, the bootstrap standard error of each privacy-table number (floor 0.0005 there: its
+numbers are fractions); without either it must be equal up to 1e-6 (the audit table: the
+same seeds run the same computation, so anything else is a change, not noise).
 
 README.md holds each table between markers (``<!-- table-ii -->`` ... ``<!-- /table-ii -->``,
 also ``table-ii-hgb`` and ``table-iii``). Every cell is ``mean ± std`` (with the paper's
@@ -28,6 +31,7 @@ import argparse
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -83,6 +87,12 @@ def compare_runs(run: Path, against: Path, show_all: bool = False) -> int:
         old = pd.read_csv(old_path, dtype=str).fillna("")
         new = pd.read_csv(new_path, dtype=str).fillna("")
         keys = [k for k in KEYS if k in old.columns and k in new.columns]
+        std_path = run / f"{name}_std.csv"
+        noise: dict[tuple[str, ...], Any] = {}
+        if std_path.exists():
+            spread = pd.read_csv(std_path, dtype=str).fillna("")
+            noise = {tuple(r[k] for k in keys): r for _, r in spread.iterrows()}
+        floor = 0.0005 if name == "privacy" else 0.05
         old_rows = {tuple(r[k] for k in keys): r for _, r in old.iterrows()}
         new_keys = {tuple(r[k] for k in keys) for _, r in new.iterrows()}
         for key in sorted(set(old_rows) ^ new_keys):  # a row of one run only: a change
@@ -103,8 +113,11 @@ def compare_runs(run: Path, against: Path, show_all: bool = False) -> int:
                 mean0, mean1 = float(m0.group(1)), float(m1.group(1))
                 delta = mean1 - mean0
                 std0 = float(m0.group(2)) if m0.group(2) else None
+                if std0 is None and key in noise:  # the new run's spread of this cell
+                    m_std = RUN_CELL.match(str(noise[key].get(col, "")))
+                    std0 = float(m_std.group(1)) if m_std else None
                 same = abs(delta) <= 1e-6 * max(1.0, abs(mean0))
-                ok = same or (std0 is not None and abs(delta) <= max(std0, 0.05))
+                ok = same or (std0 is not None and abs(delta) <= max(std0, floor))
                 total += 1
                 agree += ok
                 identical += same

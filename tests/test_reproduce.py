@@ -230,3 +230,33 @@ def test_noniid_table_sets_the_pool_beside_dp_marginals_and_centralized(tmp_path
     written = write_outputs(ReproduceResult(), tmp_path, {"noniid": table}, RunInfo())
     page = written[-1].read_text()
     assert "Label and quantity skew" in page and "quantity:0.3" in page
+
+
+def test_compare_runs_takes_a_cells_noise_from_the_new_runs_std_file(tmp_path: Path,
+                                                                      capsys) -> None:  # type: ignore[no-untyped-def]
+    """A cell without a recorded std (Tables IV/V, privacy) is judged against the new run's
+    ``<table>_std.csv`` (written by write_outputs from the table's ``attrs["std"]``)."""
+    import importlib.util
+
+    from threedgl.experiments.report import RunInfo, write_outputs
+    from threedgl.experiments.reproduce import ReproduceResult
+
+    path = Path(__file__).parent.parent / "benchmarks" / "compare_tables.py"
+    spec = importlib.util.spec_from_file_location("compare_tables", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    old, new = tmp_path / "old", tmp_path / "new"
+    old.mkdir()
+    pd.DataFrame({"dataset": ["wine", "adult"], "Accuracy Real ours": [90.0, 80.0]}).to_csv(
+        old / "table_iv.csv", index=False)
+    table = pd.DataFrame({"dataset": ["wine", "adult"], "Accuracy Real ours": [90.3, 80.0]})
+    table.attrs["std"] = [{"dataset": "wine", "Accuracy Real ours": 0.5},
+                          {"dataset": "adult", "Accuracy Real ours": 0.0}]
+    written = write_outputs(ReproduceResult(), new, {"table_iv": table}, RunInfo())
+    assert new / "table_iv_std.csv" in written
+    assert module.compare_runs(new, old) == 0  # 0.3 within the wine cell's std 0.5
+    table.attrs["std"][0]["Accuracy Real ours"] = 0.1
+    write_outputs(ReproduceResult(), new, {"table_iv": table}, RunInfo())
+    assert module.compare_runs(new, old) == 1  # 0.3 is 3 stds now
+    assert "OUTSIDE" in capsys.readouterr().out

@@ -31,6 +31,9 @@ PRIVACY_TABLE_COLUMNS = (
 )
 
 
+#: The privacy table's numbers (its other columns name the row).
+PRIVACY_METRICS = ("auc", "tpr_at_1pct_fpr", "tpr_at_10pct_fpr")
+
 AUDIT_TABLE_COLUMNS = (
     "dataset", "mode", "epsilon_claimed", "epsilon_lower_bound", "canaries", "guesses",
     "correct", "confidence",
@@ -159,6 +162,10 @@ def privacy_table(
                           progress, mode, full_epochs=None if epochs is None else int(epochs),
                           notes=notes)
     table = pd.DataFrame(rows, columns=list(PRIVACY_TABLE_COLUMNS))
+    keys = [c for c in PRIVACY_TABLE_COLUMNS if c not in PRIVACY_METRICS]
+    # each number's bootstrap standard error (records: pandas compares attrs in concat)
+    table.attrs["std"] = [{**{k: r[k] for k in keys}, **{m: r[f"{m}_std"] for m in
+                                                         PRIVACY_METRICS}} for r in rows]
     table.attrs["note"] = (
         f"{dataset}, seed {seed}: stratified split into members {len(members)}, non-members "
         f"{len(non_members)}, reference {len(reference)} rows; 'full' trains on all members "
@@ -211,4 +218,8 @@ def _privacy_rows(
                     "dataset": dataset, "mode": mode, "setting": setting, "epsilon": float(eps),
                     "attack": name, "auc": r.auc, "tpr_at_1pct_fpr": r.tpr_at_1pct_fpr,
                     "tpr_at_10pct_fpr": r.tpr_at_10pct_fpr,
+                    # the bootstrap's standard error, from its 95 % interval
+                    **{f"{k}_std": (hi - lo) / (2 * 1.96) for k, (lo, hi) in (
+                        ("auc", r.auc_ci), ("tpr_at_1pct_fpr", r.tpr_at_1pct_fpr_ci),
+                        ("tpr_at_10pct_fpr", r.tpr_at_10pct_fpr_ci))},
                 })

@@ -80,6 +80,11 @@ def write_outputs(
         path = out / f"{key}.csv"
         atomic_write_text(path, table.to_csv(index=False))
         written.append(path)
+        if isinstance(table.attrs.get("std"), list):  # the cells' noise, beside them
+            path = out / f"{key}_std.csv"
+            spread = pd.DataFrame(table.attrs["std"]).reindex(columns=table.columns)
+            atomic_write_text(path, spread.to_csv(index=False))
+            written.append(path)
     atomic_write_text(out / "tables.md", "\n".join(md))
     atomic_write_text(out / "results.csv", frame.to_csv(index=False))
     atomic_write_text(out / "results.json", json.dumps(

@@ -246,6 +246,9 @@ def _attack_tables(
     table = pd.concat(frames, ignore_index=True)
     notes = [f.attrs.get("note", "") for f in frames]
     table.attrs["note"] = " | ".join(n for n in notes if n)
+    spreads = [f.attrs["std"] for f in frames if isinstance(f.attrs.get("std"), list)]
+    if len(spreads) == len(frames):
+        table.attrs["std"] = [r for spread in spreads for r in spread]
     if not audit:
         return table, None
     return table, pd.concat([out[("audit", n)] for n in names], ignore_index=True)

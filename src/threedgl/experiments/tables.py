@@ -12,6 +12,7 @@ import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from threedgl.evaluation.utility import METRICS
@@ -124,8 +125,10 @@ def _table(
 ) -> pd.DataFrame:
     names = list(results_by_dataset)  # the datasets run: the paper's others are not rows
     rows: list[dict[str, Any]] = []
+    spread: list[dict[str, Any]] = []  # each "ours" cell's standard deviation over seeds
     for name in names:
         row: dict[str, Any] = {"dataset": name}
+        std_row: dict[str, Any] = {"dataset": name}
         ours = results_by_dataset[name].summary() if name in results_by_dataset else None
         for m_i, metric in enumerate(METRICS):
             for col, scenario in columns.items():
@@ -135,7 +138,11 @@ def _table(
                 row[f"{title} ours"] = (
                     _float(ours.loc[scenario, metric]) if ours is not None else float("nan")
                 )
+                std_row[f"{title} ours"] = (
+                    _float(ours.loc[scenario, f"{metric}_std"]) if ours is not None
+                    else float("nan"))
         rows.append(row)
+        spread.append(std_row)
     table = pd.DataFrame(rows)
     # The paper's last row: mean gain of each synthetic column over Real, over the datasets
     # of the table for both sides (the paper's mean over the same datasets, not its five).
@@ -149,7 +156,15 @@ def _table(
                     continue
                 real = table[f"{METRIC_TITLES[metric]} {COLUMN_TITLES['real']} {who}"]
                 gain[f"{title} {who}"] = float((table[f"{title} {who}"] - real).mean())
-    return pd.concat([table, pd.DataFrame([gain])], ignore_index=True)
+    out = pd.concat([table, pd.DataFrame([gain])], ignore_index=True)
+    # The spread over seeds beside the means (written as <table>_std.csv): what a change
+    # of the code may move a cell by. The gain row's: the root mean square of its column's.
+    # (Records, not a frame: pandas compares attrs when it concatenates.)
+    std = pd.DataFrame(spread)
+    rms = {c: float(np.sqrt(np.nanmean(std[c].astype(float) ** 2)))
+           if std[c].notna().any() else float("nan") for c in std.columns if c != "dataset"}
+    out.attrs["std"] = [*spread, {"dataset": gain["dataset"], **rms}]
+    return out
 
 
 def tables_iv_v(

@@ -263,13 +263,17 @@ def calibrate_noise_multiplier(
     _check_steps(steps)
 
     grid_refused: list[float] = []  # σ's whose PRV grid was above MAX_PRV_POINTS
+    known: dict[float, float] = {}  # the search asks for some σ twice (its bracket's ends)
 
     def eps(sigma: float) -> float:
+        if sigma in known:
+            return known[sigma]
         history = [(sigma, float(sample_rate), steps)]
         if accountant == "prv" and prv_grid_points(history, delta) > MAX_PRV_POINTS:
             grid_refused.append(sigma)
             return math.inf  # a small σ whose PRV grid is too large: more noise is needed
-        return _epsilon_of_history(history, delta, accountant)
+        known[sigma] = _epsilon_of_history(history, delta, accountant)
+        return known[sigma]
 
     lower_ok = (1.0 - CALIBRATION_TOLERANCE) * target_epsilon
     hi = 1.0

@@ -181,8 +181,10 @@ def _typed(col: Column, values: np.ndarray) -> np.ndarray | pd.Series:
 
 def _conform_labels(col: CategoricalColumn, values: pd.Series) -> np.ndarray | pd.Series:
     lookup = {str(c): c for c in col.categories}
+    # each distinct value once, in order of appearance (the first unknown one is named)
+    codes, distinct = pd.factorize(pd.Series(values), use_na_sentinel=False)
     try:
-        mapped = np.asarray([lookup[str(v)] for v in values], dtype=object)
+        mapped = np.asarray([lookup[str(v)] for v in distinct], dtype=object)[codes]
     except KeyError as exc:
         raise SchemaError(
             f"class label {exc.args[0]!r} is not among the labels {list(col.categories)!r}"
