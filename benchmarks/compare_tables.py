@@ -10,8 +10,10 @@ privacy and the audit table. A cell ``mean ± std`` agrees within seed noise whe
 of 3 seeds, the privacy table seed 0 alone) takes its noise from the new run's
 ``<table>_std.csv`` when there is one: the standard deviation over seeds of Tables IV and V's
 cells, the bootstrap standard error of each privacy-table number (floor 0.0005 there: its
-numbers are fractions); without either it must be equal up to 1e-6 (the audit table: the
-same seeds run the same computation, so anything else is a change, not noise).
+numbers are fractions); Table II's "synthetic size" (the sweep's choice, a mean over seeds)
+its standard deviation over the run's seeds (``results.json``); without any it must be
+equal up to 1e-6 (the audit table: the same seeds run the same computation, so anything
+else is a change, not noise).
 
 README.md holds each table between markers (``<!-- table-ii -->`` ... ``<!-- /table-ii -->``,
 also ``table-ii-hgb`` and ``table-iii``). Every cell is ``mean ± std`` (with the paper's
@@ -28,6 +30,7 @@ they are recorded) is skipped, and so is an empty cell.
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 from pathlib import Path
@@ -75,6 +78,24 @@ RUN_TABLES = ("table_ii", "table_ii_hgb", "table_iii", "table_iv", "table_v", "t
 KEYS = ("dataset", "source", "mode", "setting", "epsilon", "attack", "epsilon_claimed")
 
 
+#: Tables II's "synthetic size" (the size sweep's choice, a mean over seeds printed without
+#: a std) takes its spread over seeds from the run's results.json (rows of this model).
+SIZE_TABLES = {"table_ii": "logreg", "table_ii_hgb": "hgb"}
+
+
+def size_spread(run: Path, model: str) -> dict[tuple[str, ...], dict[str, str]]:
+    """``{(dataset, source): {"synthetic size": std over seeds}}`` from ``results.json``."""
+    path = run / "results.json"
+    if not path.exists():
+        return {}
+    rows = pd.DataFrame(json.loads(path.read_text(encoding="utf-8"))["rows"])
+    if "synthetic_size" not in rows:
+        return {}
+    rows = rows[(rows["model"] == model) & rows["synthetic_size"].notna()]
+    std = rows.groupby(["dataset", "source"])["synthetic_size"].std(ddof=1)
+    return {key: {"synthetic size": f"{value:.6g}"} for key, value in std.dropna().items()}
+
+
 def compare_runs(run: Path, against: Path, show_all: bool = False) -> int:
     """Every shared cell of two runs' CSV files (see the module docstring); 0 when all agree."""
     total = agree = identical = 0
@@ -92,6 +113,8 @@ def compare_runs(run: Path, against: Path, show_all: bool = False) -> int:
         if std_path.exists():
             spread = pd.read_csv(std_path, dtype=str).fillna("")
             noise = {tuple(r[k] for k in keys): r for _, r in spread.iterrows()}
+        elif name in SIZE_TABLES:
+            noise = size_spread(run, SIZE_TABLES[name])
         floor = 0.0005 if name == "privacy" else 0.05
         old_rows = {tuple(r[k] for k in keys): r for _, r in old.iterrows()}
         new_keys = {tuple(r[k] for k in keys) for _, r in new.iterrows()}
