@@ -7,11 +7,11 @@ With ``--against DIR`` (an earlier run's CSV files, e.g. the recorded run of iss
 table the two runs share is compared cell by cell instead: Tables II to V in both modes, the
 privacy and the audit table. A cell ``mean ± std`` agrees within seed noise when
 |Δ| ≤ max(std, 0.05) as below. A cell without a recorded std (Tables IV and V print means
-of 3 seeds, the privacy table seed 0 alone) takes its noise from the new run's
-``<table>_std.csv`` when there is one: the standard deviation over seeds of Tables IV and V's
+of 3 seeds, the privacy table seed 0 alone) takes its noise from the runs' ``<table>_std.csv`` (the
+smaller of the two where both have one): the standard deviation over seeds of Tables IV and V's
 cells, the bootstrap standard error of each privacy-table number (floor 0.0005 there: its
 numbers are fractions); Table II's "synthetic size" (the sweep's choice, a mean over seeds)
-its standard deviation over the run's seeds (``results.json``); without any it must be
+its standard deviation over a run's seeds (``results.json``); without any it must be
 equal up to 1e-6 (the audit table: the same seeds run the same computation, so anything
 else is a change, not noise).
 
@@ -96,6 +96,16 @@ def size_spread(run: Path, model: str) -> dict[tuple[str, ...], dict[str, str]]:
     return {key: {"synthetic size": f"{value:.6g}"} for key, value in std.dropna().items()}
 
 
+def spread_of(run: Path, name: str, keys: list[str]) -> dict[tuple[str, ...], Any]:
+    """A run's spread of each cell of table ``name``: its ``<name>_std.csv``, or for Table
+    II's synthetic size its ``results.json``; empty when it has neither."""
+    path = run / f"{name}_std.csv"
+    if path.exists():
+        spread = pd.read_csv(path, dtype=str).fillna("")
+        return {tuple(r[k] for k in keys): r for _, r in spread.iterrows()}
+    return size_spread(run, SIZE_TABLES[name]) if name in SIZE_TABLES else {}
+
+
 def compare_runs(run: Path, against: Path, show_all: bool = False) -> int:
     """Every shared cell of two runs' CSV files (see the module docstring); 0 when all agree."""
     total = agree = identical = 0
@@ -108,13 +118,9 @@ def compare_runs(run: Path, against: Path, show_all: bool = False) -> int:
         old = pd.read_csv(old_path, dtype=str).fillna("")
         new = pd.read_csv(new_path, dtype=str).fillna("")
         keys = [k for k in KEYS if k in old.columns and k in new.columns]
-        std_path = run / f"{name}_std.csv"
-        noise: dict[tuple[str, ...], Any] = {}
-        if std_path.exists():
-            spread = pd.read_csv(std_path, dtype=str).fillna("")
-            noise = {tuple(r[k] for k in keys): r for _, r in spread.iterrows()}
-        elif name in SIZE_TABLES:
-            noise = size_spread(run, SIZE_TABLES[name])
+        # each run's spread of a cell; the smaller one is the tolerance (a change that made
+        # the results noisier must not widen its own)
+        noises = [spread_of(d, name, keys) for d in (run, against)]
         floor = 0.0005 if name == "privacy" else 0.05
         old_rows = {tuple(r[k] for k in keys): r for _, r in old.iterrows()}
         new_keys = {tuple(r[k] for k in keys) for _, r in new.iterrows()}
@@ -136,9 +142,11 @@ def compare_runs(run: Path, against: Path, show_all: bool = False) -> int:
                 mean0, mean1 = float(m0.group(1)), float(m1.group(1))
                 delta = mean1 - mean0
                 std0 = float(m0.group(2)) if m0.group(2) else None
-                if std0 is None and key in noise:  # the new run's spread of this cell
-                    m_std = RUN_CELL.match(str(noise[key].get(col, "")))
-                    std0 = float(m_std.group(1)) if m_std else None
+                if std0 is None:  # the runs' spread of this cell, where written
+                    spreads = [float(m.group(1)) for m in (
+                        RUN_CELL.match(str(n[key].get(col, ""))) for n in noises if key in n)
+                        if m]
+                    std0 = min(spreads) if spreads else None
                 same = abs(delta) <= 1e-6 * max(1.0, abs(mean0))
                 ok = same or (std0 is not None and abs(delta) <= max(std0, floor))
                 total += 1

@@ -282,7 +282,7 @@ def test_cli_attack_end_to_end(
 def test_gaussian_kde_known_answers_and_scikit_learn() -> None:
     from sklearn.neighbors import KernelDensity
 
-    from threedgl.evaluation.attacks import gaussian_kde_log_density
+    from threedgl.evaluation.density import gaussian_kde_log_density
 
     # One training row: the density is N(x; t, h²I).
     t, x, h = np.array([[0.5, -1.0]]), np.array([[0.5, -1.0], [1.5, 0.0]]), 0.7
@@ -302,3 +302,12 @@ def test_gaussian_kde_known_answers_and_scikit_learn() -> None:
     dense = ref > -20
     assert dense.sum() > 1000
     np.testing.assert_allclose(got[dense], ref[dense], atol=1e-6)
+
+
+def test_gaussian_kde_refuses_a_bandwidth_that_is_not_positive() -> None:
+    from threedgl.errors import ThreedglError
+    from threedgl.evaluation.density import gaussian_kde_log_density
+
+    for h in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ThreedglError, match="bandwidth"):
+            gaussian_kde_log_density(np.zeros((3, 2)), np.zeros((1, 2)), h)

@@ -289,9 +289,10 @@ def test_seeds_give_std(tmp_path: Path) -> None:
         assert len(per_seed) == 2
         expected = abs(per_seed.iloc[0] - per_seed.iloc[1]) / 2
         assert summary.loc[scenario, "accuracy_std"] == pytest.approx(expected, abs=1e-9)
-    # Each seed draws its own split, so the real-data baselines differ between seeds.
-    assert summary.loc["centralized", "accuracy_std"] > 0
-    assert summary.loc["local_test", "accuracy_std"] > 0
+    # Each seed draws its own split, so the real-data baselines differ between seeds (in
+    # one metric at least: two small test splits can give the same accuracy by chance).
+    for scenario in ("centralized", "local_test"):
+        assert max(summary.loc[scenario, f"{m}_std"] for m in ("accuracy", "f1", "auc")) > 0
 
 
 def test_the_parts_import_no_cycle_and_no_paper() -> None:

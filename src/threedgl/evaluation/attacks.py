@@ -42,6 +42,7 @@ import pandas as pd
 from scipy.stats import rankdata
 
 from threedgl.errors import SchemaError, ThreedglError, check_int
+from threedgl.evaluation.density import gaussian_kde_log_density
 from threedgl.schema import Schema, TableEncoder
 from threedgl.schema.schema import CategoricalColumn
 from threedgl.threads import limit_threads
@@ -350,34 +351,6 @@ def _kde(train: np.ndarray, points: np.ndarray, bandwidth: float | str) -> np.nd
         if not bw > 0:
             raise ThreedglError(f"bandwidth must be positive, got {bandwidth!r}")
     return gaussian_kde_log_density(train, points, bw)
-
-
-def gaussian_kde_log_density(train: np.ndarray, points: np.ndarray, bandwidth: float,
-                             *, chunk: int = 512) -> np.ndarray:
-    """log of the Gaussian kernel density of ``train`` (bandwidth ``h``) at ``points``:
-    log Σ_j exp(−‖x − t_j‖² / 2h²) − log n − (d/2)·log(2πh²), summed exactly over every
-    training row. scikit-learn's ``KernelDensity(kernel="gaussian").score_samples`` is the
-    same sum, to 1e-9 where the density is not tiny; in the far tails its tree's bounds
-    give values many nats too high (−42 for an exact −62 at d = 10), which this avoids."""
-    t = np.asarray(train, dtype=np.float64)
-    x = np.asarray(points, dtype=np.float64)
-    n, d = t.shape
-    t_sq = np.einsum("ij,ij->i", t, t)
-    scale = -0.5 / (bandwidth * bandwidth)
-    out = np.empty(len(x))
-    for start in range(0, len(x), chunk):
-        block = x[start:start + chunk]
-        a = block @ t.T  # exponents −‖x − t‖² / 2h², built in place
-        a *= -2.0
-        a += np.einsum("ij,ij->i", block, block)[:, None]
-        a += t_sq[None, :]
-        np.maximum(a, 0.0, out=a)  # rounding can make a squared distance slightly negative
-        a *= scale
-        top = a.max(1)
-        a -= top[:, None]
-        np.exp(a, out=a)
-        out[start:start + chunk] = top + np.log(a.sum(1))
-    return out - np.log(n) - 0.5 * d * np.log(2.0 * np.pi * bandwidth * bandwidth)
 
 
 def logan_attack(

@@ -130,6 +130,8 @@ def _table(
         row: dict[str, Any] = {"dataset": name}
         std_row: dict[str, Any] = {"dataset": name}
         ours = results_by_dataset[name].summary() if name in results_by_dataset else None
+        seeds = (int(results_by_dataset[name].to_frame()["seed"].nunique())
+                 if name in results_by_dataset else 0)
         for m_i, metric in enumerate(METRICS):
             for col, scenario in columns.items():
                 title = f"{METRIC_TITLES[metric]} {COLUMN_TITLES[col]}"
@@ -139,7 +141,7 @@ def _table(
                     _float(ours.loc[scenario, metric]) if ours is not None else float("nan")
                 )
                 std_row[f"{title} ours"] = (
-                    _float(ours.loc[scenario, f"{metric}_std"]) if ours is not None
+                    _sample_std(ours.loc[scenario, f"{metric}_std"], seeds) if ours is not None
                     else float("nan"))
         rows.append(row)
         spread.append(std_row)
@@ -158,7 +160,8 @@ def _table(
                 gain[f"{title} {who}"] = float((table[f"{title} {who}"] - real).mean())
     out = pd.concat([table, pd.DataFrame([gain])], ignore_index=True)
     # The spread over seeds beside the means (written as <table>_std.csv): what a change
-    # of the code may move a cell by. The gain row's: the root mean square of its column's.
+    # of the code may move a cell by. The gain row's: the root mean square of its column's
+    # (a rough tolerance: the gain's own noise is that of a difference averaged over rows).
     # (Records, not a frame: pandas compares attrs when it concatenates.)
     std = pd.DataFrame(spread)
     rms = {c: float(np.sqrt(np.nanmean(std[c].astype(float) ** 2)))
@@ -283,6 +286,14 @@ def summary_tables(
             shown[c] = shown[c].map(lambda v: f"{float(v):.2f}")
         out["Privacy audit: the ε an attacker proves (one run)"] = shown
     return out
+
+
+def _sample_std(population_std: Any, seeds: int) -> float:
+    """The standard deviation over seeds with ddof = 1 (as Tables II and III print it) from
+    the summary's population one; NaN with one seed (no spread measured)."""
+    if seeds < 2:
+        return float("nan")
+    return _float(population_std) * math.sqrt(seeds / (seeds - 1))
 
 
 def _float(value: Any) -> float:

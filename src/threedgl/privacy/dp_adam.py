@@ -147,7 +147,9 @@ class DPAdam:
         self.lr, self.betas, self.eps = lr, betas, eps
         # Every model's parameters as one row of a (M, P) matrix, in parameter order, so
         # that the noise and the Adam update are a few operations per step, not a few per
-        # parameter; the layers' tensors become views of it (same values, updated in place).
+        # parameter; the layers' tensors become views of it (same values, updated in place:
+        # one DPAdam per model, and a step after the forward pass it differentiates, as
+        # `step` does; the in-place update does not bump the views' autograd versions).
         self.sizes = [int(p[0].numel()) for p in self.params]
         self.flat = torch.cat([p.detach().reshape(m, -1) for p in self.params], 1)
         for p, view in zip(self.params, self._unflatten(self.flat), strict=True):

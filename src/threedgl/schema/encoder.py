@@ -181,10 +181,14 @@ def _typed(col: Column, values: np.ndarray) -> np.ndarray | pd.Series:
 
 def _conform_labels(col: CategoricalColumn, values: pd.Series) -> np.ndarray | pd.Series:
     lookup = {str(c): c for c in col.categories}
-    # each distinct value once, in order of appearance (the first unknown one is named)
-    codes, distinct = pd.factorize(pd.Series(values), use_na_sentinel=False)
+    # each distinct text once, in order of appearance (the first unknown one is named); the
+    # text, not the value: 1 and True are one value but different labels
+    # (a NumPy array first: iterating an Arrow-backed column in Python is slow)
+    raw = values.to_numpy(dtype=object) if isinstance(values, pd.Series) else values
+    texts = np.asarray([str(v) for v in raw], dtype=object)
+    codes, distinct = pd.factorize(texts, use_na_sentinel=False)
     try:
-        mapped = np.asarray([lookup[str(v)] for v in distinct], dtype=object)[codes]
+        mapped = np.asarray([lookup[v] for v in distinct], dtype=object)[codes]
     except KeyError as exc:
         raise SchemaError(
             f"class label {exc.args[0]!r} is not among the labels {list(col.categories)!r}"
