@@ -313,6 +313,30 @@ def test_ctrl_c_leaves_no_flower_process(tmp_path: Path) -> None:
     assert _ours(marker) == []
 
 
+def test_a_killed_driver_leaves_no_flower_process(tmp_path: Path) -> None:
+    """SIGKILL to the process that runs ``simulate`` (nothing of it can clean up): the
+    reaper started beside its SuperLink stops the SuperLink, SuperExec, flwr-simulation and
+    Ray's processes, then ends itself. Found as in the Ctrl-C test, by ``TMPDIR``."""
+    marker = str(tmp_path)
+    child = subprocess.Popen(
+        [sys.executable, "-c", "from threedgl.federation import simulate; "
+         "simulate('titanic', clients=2, epochs=1, engine='flower', workers=2)"],
+        env={**os.environ, "TMPDIR": marker}, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 900  # a loaded machine: Flower and Ray start slowly
+        while not any(_cmdline(p).startswith(b"ray::ClientAppActor") for p in _ours(marker)):
+            assert child.poll() is None and time.monotonic() < deadline, "no ClientApp started"
+            time.sleep(0.5)
+    finally:
+        child.kill()
+        child.wait()
+    deadline = time.monotonic() + 60
+    while _ours(marker) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _ours(marker) == []
+
+
 def test_a_clients_training_warning_holds_no_count() -> None:
     """δ ≥ 1/n warns on the client's exact class sizes (for its owner's log only): the text
     names the classes and 1/δ, never a size."""

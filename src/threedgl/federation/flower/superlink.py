@@ -10,7 +10,9 @@ The SuperLink starts a SuperExec in a session of its own, which starts ``flwr-si
 (the ServerApp and Ray's processes). A thread records that process tree while it runs;
 :meth:`LocalSuperLink.close` (on leaving the ``with`` block: after the run, an error or
 Ctrl-C) stops the SuperLink and kills whatever the tree still holds, by process id and
-start time. Linux (it reads ``/proc``).
+start time. If this process dies without closing it (SIGKILL), a reaper process started
+beside the SuperLink does the same (:mod:`threedgl.federation.flower.reaper`). Linux (it
+reads ``/proc``).
 """
 
 from __future__ import annotations
@@ -113,6 +115,7 @@ class LocalSuperLink:
             self.ray_tmp = Path(tempfile.mkdtemp(prefix="3dgl-ray-", dir="/tmp"))
         self.env = self._env(pythonpath or [])
         self._superlink: subprocess.Popen[bytes] | None = None
+        self._reaper: subprocess.Popen[bytes] | None = None
         self._children: list[subprocess.Popen[Any]] = []
         self._seen: dict[int, int] = {}
         self._stop = threading.Event()
@@ -166,6 +169,20 @@ class LocalSuperLink:
             f'address = "127.0.0.1:{self.port}"\ninsecure = true\n', encoding="utf-8")
         self._watcher = threading.Thread(target=self._watch, daemon=True)
         self._watcher.start()
+        self._start_reaper()
+
+    def _start_reaper(self) -> None:
+        """A process of its own that stops the SuperLink's tree if this one dies without
+        closing it (SIGKILL, the OOM killer: :mod:`threedgl.federation.flower.reaper`)."""
+        assert self._superlink is not None
+        me, link = _stat(os.getpid()), _stat(self._superlink.pid)
+        if me is None or link is None:  # the SuperLink already ended: nothing to guard
+            return
+        self._reaper = subprocess.Popen(
+            [sys.executable, "-m", "threedgl.federation.flower.reaper", str(os.getpid()),
+             str(me[1]), str(self._superlink.pid), str(link[1])],
+            env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True)  # Ctrl-C to this process's group does not stop it
 
     def _wait_until_up(self) -> bool:
         assert self._superlink is not None
@@ -203,6 +220,11 @@ class LocalSuperLink:
         if self._superlink is not None:
             self._stop_tree(self._superlink)
             self._superlink = None
+        if self._reaper is not None:  # it exits once the SuperLink has stopped; no waiting
+            if self._reaper.poll() is None:
+                self._reaper.kill()
+            self._reaper.wait()
+            self._reaper = None
         if self._own_ray_tmp:
             shutil.rmtree(self.ray_tmp, ignore_errors=True)
 
