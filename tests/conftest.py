@@ -24,6 +24,15 @@ def titanic():  # type: ignore[no-untyped-def]
     return datasets.load("titanic")
 
 
+@pytest.fixture
+def small(titanic, tmp_path: Path) -> tuple[Path, Path]:  # type: ignore[no-untyped-def]
+    """Titanic's first 300 rows as a CSV file and its schema file."""
+    data, schema = tmp_path / "t.csv", tmp_path / "s.json"
+    titanic.frame.head(300).to_csv(data, index=False)
+    titanic.schema.write(schema)
+    return data, schema
+
+
 @pytest.fixture(scope="session")
 def titanic_generator(titanic):  # type: ignore[no-untyped-def]
     from threedgl import DDPBetaVAE

@@ -250,14 +250,6 @@ def test_the_python_fit_refuses_a_composed_budget_before_any_step(titanic, tmp_p
     assert not hasattr(gen, "manifest_") and path.read_bytes() == before
 
 
-@pytest.fixture
-def small(titanic, tmp_path: Path) -> tuple[Path, Path]:  # type: ignore[no-untyped-def]
-    data, schema = tmp_path / "t.csv", tmp_path / "s.json"
-    titanic.frame.head(300).to_csv(data, index=False)
-    titanic.schema.write(schema)
-    return data, schema
-
-
 def test_train_refuses_a_composed_budget_before_training(small: tuple[Path, Path],
                                                          tmp_path: Path) -> None:
     data, schema = small

@@ -122,17 +122,6 @@ def test_outputs_get_the_umask_mode_and_the_ledger_stays_private(tmp_path: Path)
         os.umask(old)
 
 
-@pytest.fixture
-def small(tmp_path: Path) -> tuple[Path, Path]:
-    from threedgl import datasets
-
-    ds = datasets.load("titanic")
-    data, schema = tmp_path / "t.csv", tmp_path / "s.json"
-    ds.frame.head(300).to_csv(data, index=False)
-    ds.schema.write(schema)
-    return data, schema
-
-
 def test_an_infinite_epsilon_fit_spends_nothing_and_warns(small: tuple[Path, Path],
                                                           tmp_path: Path) -> None:
     data, schema = small
