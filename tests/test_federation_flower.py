@@ -1,6 +1,6 @@
 """3DGL on Flower: the apps on Flower's simulation runtime (Ray) behind a local SuperLink,
 engine equivalence, the ServerApp refusing a tampered artifact, what travels in the
-messages (no pickle), ``flwr run`` of a run in which no client is evaluated, Ctrl-C, and the
+messages (no pickle), ``3dgl flower-run`` of a failed and a completed run, Ctrl-C, and the
 ClientApp's data for a deployment.
 
 Five Flower runs over loopback (each starts a SuperLink, Flower's simulation process and
@@ -227,30 +227,46 @@ def test_no_count_leaves_a_client(tampered_run: Any) -> None:
     assert all(not hasattr(co, "warnings") for co in outcome.clients.values())
 
 
-def test_flwr_run_where_no_client_is_evaluated_fails_and_says_so() -> None:
-    """``flwr run`` of the app (``flower-app/``) on the simulation runtime with a
-    deployment's run config (``schema-path``: simulated clients then have no data). Every
-    node fails training, each failure one readable line; the ServerApp says the run FAILED
-    in the stream and in ``out/outcome.json``, and Flower marks the run ``finished:failed``.
-    ``flwr run`` itself still exits 0: Flower 1.42 does not turn a run's failure into its
-    exit code (the README says to check ``flwr ls``). No process of the SuperLink is left."""
+def _flower_run(link: LocalSuperLink, *args: str) -> subprocess.CompletedProcess[str]:
+    """``3dgl flower-run ARGS`` against ``link`` (its ``flwr`` configuration)."""
+    return subprocess.run([sys.executable, "-m", "threedgl.cli.main", "flower-run", *args],
+                          env=link.env, capture_output=True, text=True, timeout=600)
+
+
+def test_flower_run_exits_with_the_runs_status() -> None:
+    """``3dgl flower-run`` (the real ``flwr run ... --stream`` of the app in ``flower-app/``
+    on the simulation runtime) exits 1 when no client was evaluated and 0 when the run
+    completed. The failed run has a deployment's run config (``schema-path``: simulated
+    clients then have no data): every node fails training, each failure one readable line;
+    the ServerApp says the run FAILED in the stream and in ``out/outcome.json``; Flower
+    marks the run ``finished:failed``, and the wrapper's last line says so with the reason.
+    ``flwr run`` alone exits 0 for it (Flower 1.42 ignores the run's status: the reason the
+    wrapper exists). No process of the SuperLink is left."""
     with tempfile.TemporaryDirectory(prefix="3dgl-test-") as tmp:
         root = Path(tmp)
         schema = demo.write_demo(root / "demo", "titanic", 2, "stratified", 0)[-1]
-        out = root / "out"
+        out, done = root / "out", root / "done"
         with LocalSuperLink(root / "link") as link:
-            run = link.flwr(
-                "run", str(REPO / "flower-app"), CONNECTION, "--stream",
+            failed = _flower_run(
+                link, str(REPO / "flower-app"), CONNECTION,
                 "--run-config", f"schema-path='{schema}' positive-label='1' clients=2 epochs=1 out='{out}'",
                 "--federation-config", "num-supernodes=2 init-args-num-cpus=2")
-            text, _ = run.communicate(timeout=600)
-            run_id = int(re.findall(r"Successfully started run (\d+)", text)[0])
+            run_id = int(re.findall(r"Successfully started run (\d+)", failed.stdout)[0])
             status = link.status(run_id)
+            completed = _flower_run(
+                link, str(REPO / "flower-app"), CONNECTION, "--stream",
+                "--run-config", f"clients=2 epochs=1 test-size=0.3 out='{done}'",
+                "--federation-config", "num-supernodes=2 init-args-num-cpus=2")
         assert link.leftovers() == []
         outcome = json.loads((out / "outcome.json").read_text())
-    assert run.returncode == 0  # Flower 1.42's `flwr run --stream` ignores the run's status
+    text = failed.stdout
+    assert failed.returncode == 1, (failed.stdout[-2000:], failed.stderr)
     assert status["status"] == "finished:failed"
     assert "no client was evaluated" in status["status-details"]
+    (last,) = failed.stderr.strip().splitlines()[-1:]
+    assert re.fullmatch(rf"3dgl flower-run: run {run_id} finished:failed: .*no client was "
+                        r"evaluated: node \d+: training failed: .*", last), last
+    assert "Traceback" not in failed.stderr
     assert "3DGL run FAILED: no client was evaluated: node " in text
     assert outcome["status"] == "failed" and outcome["error"].startswith("no client was evaluated")
     (round0,) = outcome["rounds"]
@@ -260,6 +276,28 @@ def test_flwr_run_where_no_client_is_evaluated_fails_and_says_so() -> None:
         assert re.fullmatch(r"node \d+: training failed: ThreedglError: a simulated client "
                             r"needs the round's 'data' \(dataset or path\)", failure), failure
         assert any(line.endswith(f"3DGL round 0: {failure}") for line in text.splitlines())
+    assert completed.returncode == 0, (completed.stdout[-2000:], completed.stderr)
+    assert re.search(r"3dgl flower-run: run \d+ finished:completed$", completed.stderr.strip())
+
+
+def test_flower_run_arguments() -> None:
+    """What the wrapper reads of ``flwr run``'s arguments and output, and its exit codes."""
+    from threedgl.federation.flower.flwr_run import FlwrOutcome, exit_code, run_id_of, superlink_of
+
+    assert superlink_of(["flower-app", "demo", "--stream"]) == "demo"
+    assert superlink_of(["--run-config", "a=1 b='x'", "flower-app", "-c", "x=2", "demo"]) == "demo"
+    assert superlink_of(["flower-app", "--federation-config", "num-supernodes=3"]) is None
+    assert superlink_of(["--format=json", "app", "link"]) == "link"
+    assert superlink_of([]) is None
+    assert run_id_of("Successfully started run 4711\n") == 4711
+    assert run_id_of('{"success": true, "run-id": "99", "federation-id": ""}') == 99
+    assert run_id_of("INFO :      Starting logstream for run_id `5`") is None
+    assert exit_code(FlwrOutcome(0, 1, {"status": "finished:completed"})) == 0
+    assert exit_code(FlwrOutcome(0, 1, {"status": "finished:failed"})) == 1
+    assert exit_code(FlwrOutcome(0, 1, {"status": "finished:stopped"})) == 1
+    assert exit_code(FlwrOutcome(0, 1, {})) == 1  # status unreadable
+    assert exit_code(FlwrOutcome(0, None)) == 1  # no run id announced
+    assert exit_code(FlwrOutcome(2)) == 2  # flwr's own failure
 
 
 def _ours(marker: str) -> list[int]:

@@ -12,6 +12,7 @@ from threedgl import __version__
 from threedgl.cli import attack as attack_commands
 from threedgl.cli import data as data_commands
 from threedgl.cli import evaluate as evaluate_commands
+from threedgl.cli import flower as flower_commands
 from threedgl.cli import generator as generator_commands
 from threedgl.cli import privacy as privacy_commands
 from threedgl.cli import server as server_commands
@@ -77,6 +78,7 @@ privacy_commands.register(app)
 server_commands.register(app)
 attack_commands.register(app)
 simulate_commands.register(app)
+flower_commands.register(app)
 
 
 def main() -> None:

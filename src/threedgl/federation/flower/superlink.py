@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from threedgl.errors import ThreedglError
+from threedgl.federation.flower.flwr_run import run_status
 
 #: The connection's name in ``FLWR_HOME/config.toml``.
 CONNECTION = "threedgl"
@@ -295,13 +296,7 @@ class LocalSuperLink:
     def status(self, run_id: int) -> dict[str, Any]:
         """The run as ``flwr ls --run-id RUN_ID --format json`` lists it (``status``,
         ``status-details``, ...); ``{}`` when it cannot be read."""
-        proc = self.flwr("ls", CONNECTION, "--run-id", str(run_id), "--format", "json")
-        text, _ = proc.communicate()
-        try:
-            runs = json.loads(text).get("runs", [])
-        except ValueError:
-            return {}
-        return dict(runs[0]) if runs else {}
+        return run_status(run_id, CONNECTION, env=self.env)
 
 
 def _toml(value: Any) -> str:
