@@ -130,6 +130,39 @@ def test_auc_matches_sklearn_with_ties(pairs: list[tuple[int, bool]]) -> None:
     assert auc_score(s, y) == pytest.approx(roc_auc_score(y, s))
 
 
+@given(st.lists(st.tuples(st.integers(0, 5), st.floats(-2, 2), st.booleans()), min_size=2,
+                max_size=60), st.integers(0, 2**31 - 1))
+@settings(max_examples=200, deadline=None)
+def test_one_sort_gives_the_same_figures(rows: list[tuple[int, float, bool]], seed: int) -> None:
+    """The bootstrap's figures of each resample (one stable sort: ``attack_metrics``) are
+    exactly those of ``auc_score`` and ``tpr_at_fpr``, ties (integer scores) or not."""
+    from threedgl.evaluation.roc import attack_metrics, resamples
+
+    y = np.array([r[2] for r in rows])
+    if y.all() or not y.any():
+        return
+    for s in (np.array([r[0] for r in rows], dtype=float), np.array([r[1] for r in rows])):
+        idx = np.stack([np.arange(len(s)), *resamples(y, 3, seed)])
+        figures = attack_metrics(s[idx], y[idx])
+        for k, row in enumerate(idx):
+            assert figures["auc"][k] == auc_score(s[row], y[row])
+            assert figures["tpr_at_1pct_fpr"][k] == tpr_at_fpr(s[row], y[row], 0.01)
+            assert figures["tpr_at_10pct_fpr"][k] == tpr_at_fpr(s[row], y[row], 0.10)
+
+
+def test_attack_intervals_are_those_of_the_per_metric_bootstrap() -> None:
+    """``attack_scores_result``'s intervals equal ``bootstrap_ci`` of each metric (same
+    seed, same resamples), on scores with ties."""
+    rng = np.random.default_rng(3)
+    y = np.r_[np.ones(150, bool), np.zeros(90, bool)]
+    s = np.round(rng.normal(size=240) + 0.4 * y, 1)
+    result = attack_scores_result("x", s, y, n_resamples=60, random_state=11)
+    assert result.auc_ci == bootstrap_ci(s, y, auc_score, n_resamples=60, random_state=11)
+    for rate, ci in ((0.01, result.tpr_at_1pct_fpr_ci), (0.10, result.tpr_at_10pct_fpr_ci)):
+        assert ci == bootstrap_ci(s, y, lambda a, b, r=rate: tpr_at_fpr(a, b, r),
+                                  n_resamples=60, random_state=11)
+
+
 def test_bootstrap_ci_contains_point_estimate() -> None:
     rng = np.random.default_rng(1)
     y = np.r_[np.ones(200), np.zeros(200)]

@@ -33,16 +33,26 @@ row: the low-FPR figures are noisy on small candidate sets; read them with their
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.stats import rankdata
 
 from threedgl.errors import SchemaError, ThreedglError, check_int
 from threedgl.evaluation.density import gaussian_kde_log_density
+from threedgl.evaluation.roc import (
+    ATTACK_METRICS,
+    attack_metrics,
+    auc_score,
+    bootstrap_ci,
+    check_bootstrap,
+    interval,
+    point_metrics,
+    resamples,
+    tpr_at_fpr,
+)
 from threedgl.schema import Schema, TableEncoder
 from threedgl.schema.schema import CategoricalColumn
 from threedgl.threads import limit_threads
@@ -61,104 +71,6 @@ __all__ = [
     "run_attacks",
     "tpr_at_fpr",
 ]
-
-#: The figures of every attack, in order (each with a ``*_ci`` interval).
-ATTACK_METRICS: tuple[str, ...] = ("auc", "tpr_at_1pct_fpr", "tpr_at_10pct_fpr")
-
-
-# -- metrics -------------------------------------------------------------------------------
-def auc_score(scores: np.ndarray, labels: np.ndarray) -> float:
-    """ROC AUC of ``scores`` (higher ⇒ positive) for binary ``labels`` (1 = member).
-
-    The Mann–Whitney statistic with average ranks, so tied scores count one half.
-    """
-    s = np.asarray(scores, dtype=np.float64)
-    y = np.asarray(labels).astype(bool)
-    n1 = int(y.sum())
-    n0 = len(y) - n1
-    if n1 == 0 or n0 == 0:
-        raise ThreedglError("AUC needs at least one member and one non-member")
-    ranks = rankdata(s)
-    return float((ranks[y].sum() - n1 * (n1 + 1) / 2.0) / (n1 * n0))
-
-
-def tpr_at_fpr(scores: np.ndarray, labels: np.ndarray, fpr: float) -> float:
-    """The largest TPR over score thresholds whose FPR is at most ``fpr``.
-
-    A threshold ``t`` flags every candidate with score ≥ ``t`` (ties are flagged
-    together); the threshold above every score (nothing flagged, TPR = FPR = 0) is
-    always allowed.
-    """
-    if not 0.0 <= fpr <= 1.0:
-        raise ThreedglError(f"fpr must be in [0, 1], got {fpr!r}")
-    s = np.asarray(scores, dtype=np.float64)
-    y = np.asarray(labels).astype(bool)
-    n1 = int(y.sum())
-    n0 = len(y) - n1
-    if n1 == 0 or n0 == 0:
-        raise ThreedglError("TPR at FPR needs at least one member and one non-member")
-    order = np.argsort(-s, kind="stable")
-    s_sorted = s[order]
-    y_sorted = y[order]
-    tp = np.cumsum(y_sorted)
-    fp = np.cumsum(~y_sorted)
-    # The last index of each run of tied scores: the thresholds.
-    last = np.r_[np.flatnonzero(np.diff(s_sorted) != 0), len(s_sorted) - 1]
-    tprs = tp[last] / n1
-    fprs = fp[last] / n0
-    ok = fprs <= fpr + 1e-12
-    return float(tprs[ok].max()) if ok.any() else 0.0
-
-
-def _metrics(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    return {
-        "auc": auc_score(scores, labels),
-        "tpr_at_1pct_fpr": tpr_at_fpr(scores, labels, 0.01),
-        "tpr_at_10pct_fpr": tpr_at_fpr(scores, labels, 0.10),
-    }
-
-
-def bootstrap_ci(
-    scores: np.ndarray,
-    labels: np.ndarray,
-    metric: Callable[[np.ndarray, np.ndarray], float],
-    *,
-    n_resamples: int = 200,
-    confidence: float = 0.95,
-    random_state: int | np.random.Generator | None = 0,
-) -> tuple[float, float]:
-    """Percentile bootstrap interval of ``metric``; members and non-members are resampled
-    separately (so every resample keeps both groups and their sizes)."""
-    return _bootstrap(scores, labels, {"m": metric}, n_resamples, confidence, random_state)["m"]
-
-
-def _bootstrap(
-    scores: np.ndarray,
-    labels: np.ndarray,
-    metrics: Mapping[str, Callable[[np.ndarray, np.ndarray], float]],
-    n_resamples: int,
-    confidence: float,
-    random_state: int | np.random.Generator | None,
-) -> dict[str, tuple[float, float]]:
-    if not 0 < confidence < 1:
-        raise ThreedglError(f"confidence must be in (0, 1), got {confidence!r}")
-    if n_resamples < 1:
-        raise ThreedglError(f"n_resamples must be at least 1, got {n_resamples!r}")
-    s = np.asarray(scores, dtype=np.float64)
-    y = np.asarray(labels).astype(bool)
-    pos, neg = np.flatnonzero(y), np.flatnonzero(~y)
-    rng = np.random.default_rng(random_state)
-    values: dict[str, list[float]] = {k: [] for k in metrics}
-    for _ in range(n_resamples):
-        idx = np.concatenate([rng.choice(pos, len(pos)), rng.choice(neg, len(neg))])
-        for k, fn in metrics.items():
-            values[k].append(fn(s[idx], y[idx]))
-    alpha = (1.0 - confidence) / 2.0
-    return {
-        k: (float(np.quantile(v, alpha)), float(np.quantile(v, 1.0 - alpha)))
-        for k, v in values.items()
-    }
-
 
 @dataclass
 class AttackResult:
@@ -213,13 +125,11 @@ def attack_scores_result(
         finite = s[np.isfinite(s)]
         lo, hi = (finite.min(), finite.max()) if finite.size else (0.0, 0.0)
         s = np.nan_to_num(s, nan=lo - 1.0, posinf=hi + 1.0, neginf=lo - 1.0)
-    point = _metrics(s, y)
-    fns: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
-        "auc": auc_score,
-        "tpr_at_1pct_fpr": lambda a, b: tpr_at_fpr(a, b, 0.01),
-        "tpr_at_10pct_fpr": lambda a, b: tpr_at_fpr(a, b, 0.10),
-    }
-    ci = _bootstrap(s, y, fns, n_resamples, confidence, random_state)
+    point = point_metrics(s, y)
+    check_bootstrap(n_resamples, confidence)
+    idx = np.stack(list(resamples(y, n_resamples, random_state)))
+    values = attack_metrics(s[idx], y[idx])
+    ci = {m: interval(values[m], confidence) for m in ATTACK_METRICS}
     return AttackResult(
         attack=attack,
         auc=point["auc"],

@@ -138,10 +138,21 @@ def _rdp_analysis() -> ModuleType:
 def _rdp_spent(history: list[tuple[float, float, int]], delta: float) -> tuple[float, float]:
     """(ε, optimal order) of ``history`` as :meth:`RDPAccountant.get_privacy_spent` gives."""
     analysis = _rdp_analysis()
-    rdp = sum(analysis.compute_rdp(q=q, noise_multiplier=sigma, steps=steps, orders=list(RDP_ORDERS))
-              for sigma, q, steps in history)
+    # compute_rdp(q, σ, steps) is Opacus's compute_rdp(q, σ, 1) * steps: the same numbers
+    rdp = sum(_rdp_per_step(float(q), float(sigma)) * steps for sigma, q, steps in history)
     eps, order = analysis.get_privacy_spent(orders=list(RDP_ORDERS), rdp=rdp, delta=delta)
     return float(eps), float(order)
+
+
+@functools.lru_cache(maxsize=4096)
+def _rdp_per_step(q: float, sigma: float) -> np.ndarray:
+    """Opacus's RDP of one step at every order of ``RDP_ORDERS`` (read-only; cached: a
+    noise calibration asks for the same σ's at the same q for every model of that size,
+    and ``compute_rdp`` evaluates the fractional orders in Python)."""
+    rdp = np.array(_rdp_analysis().compute_rdp(q=q, noise_multiplier=sigma, steps=1,
+                                               orders=list(RDP_ORDERS)), dtype=np.float64)
+    rdp.flags.writeable = False
+    return rdp
 
 
 def _prv_epsilon(history: list[tuple[float, float, int]], delta: float) -> float:

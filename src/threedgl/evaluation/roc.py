@@ -1,0 +1,161 @@
+"""The figures of a membership-inference attack: ROC AUC, TPR at a low FPR, and their
+bootstrap intervals (members and non-members resampled separately).
+
+``auc`` is the Mann–Whitney estimate (ties count one half); ``tpr_at_X_fpr`` is the
+largest TPR over thresholds whose FPR is at most X (scores tied at the threshold are
+flagged together, so ties never split). The bootstrap of an attack's three figures
+(:func:`attack_metrics`) sorts each resample once and gives the same numbers as
+:func:`auc_score` and :func:`tpr_at_fpr`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+
+import numpy as np
+from scipy.stats import rankdata
+
+from threedgl.errors import ThreedglError
+
+__all__ = ["ATTACK_METRICS", "attack_metrics", "auc_score", "bootstrap_ci", "interval",
+           "point_metrics", "resamples", "tpr_at_fpr"]
+
+#: The figures of every attack, in order (each with a ``*_ci`` interval).
+ATTACK_METRICS: tuple[str, ...] = ("auc", "tpr_at_1pct_fpr", "tpr_at_10pct_fpr")
+
+
+def auc_score(scores: np.ndarray, labels: np.ndarray) -> float:
+    """ROC AUC of ``scores`` (higher ⇒ positive) for binary ``labels`` (1 = member).
+
+    The Mann–Whitney statistic with average ranks, so tied scores count one half.
+    """
+    s = np.asarray(scores, dtype=np.float64)
+    y = np.asarray(labels).astype(bool)
+    n1 = int(y.sum())
+    n0 = len(y) - n1
+    if n1 == 0 or n0 == 0:
+        raise ThreedglError("AUC needs at least one member and one non-member")
+    ranks = rankdata(s)
+    return float((ranks[y].sum() - n1 * (n1 + 1) / 2.0) / (n1 * n0))
+
+
+def tpr_at_fpr(scores: np.ndarray, labels: np.ndarray, fpr: float) -> float:
+    """The largest TPR over score thresholds whose FPR is at most ``fpr``.
+
+    A threshold ``t`` flags every candidate with score ≥ ``t`` (ties are flagged
+    together); the threshold above every score (nothing flagged, TPR = FPR = 0) is
+    always allowed.
+    """
+    if not 0.0 <= fpr <= 1.0:
+        raise ThreedglError(f"fpr must be in [0, 1], got {fpr!r}")
+    s = np.asarray(scores, dtype=np.float64)
+    y = np.asarray(labels).astype(bool)
+    n1 = int(y.sum())
+    n0 = len(y) - n1
+    if n1 == 0 or n0 == 0:
+        raise ThreedglError("TPR at FPR needs at least one member and one non-member")
+    order = np.argsort(-s, kind="stable")
+    s_sorted = s[order]
+    y_sorted = y[order]
+    tp = np.cumsum(y_sorted)
+    fp = np.cumsum(~y_sorted)
+    # The last index of each run of tied scores: the thresholds.
+    last = np.r_[np.flatnonzero(np.diff(s_sorted) != 0), len(s_sorted) - 1]
+    tprs = tp[last] / n1
+    fprs = fp[last] / n0
+    ok = fprs <= fpr + 1e-12
+    return float(tprs[ok].max()) if ok.any() else 0.0
+
+
+def point_metrics(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """:data:`ATTACK_METRICS` of one set of scores."""
+    return {
+        "auc": auc_score(scores, labels),
+        "tpr_at_1pct_fpr": tpr_at_fpr(scores, labels, 0.01),
+        "tpr_at_10pct_fpr": tpr_at_fpr(scores, labels, 0.10),
+    }
+
+
+def bootstrap_ci(
+    scores: np.ndarray,
+    labels: np.ndarray,
+    metric: Callable[[np.ndarray, np.ndarray], float],
+    *,
+    n_resamples: int = 200,
+    confidence: float = 0.95,
+    random_state: int | np.random.Generator | None = 0,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of ``metric``; members and non-members are resampled
+    separately (so every resample keeps both groups and their sizes)."""
+    return _bootstrap(scores, labels, {"m": metric}, n_resamples, confidence, random_state)["m"]
+
+
+def resamples(y: np.ndarray, n_resamples: int,
+              random_state: int | np.random.Generator | None) -> Iterator[np.ndarray]:
+    """The bootstrap's index arrays, one per resample: members and non-members resampled
+    separately (every resample keeps both groups and their sizes)."""
+    pos, neg = np.flatnonzero(y), np.flatnonzero(~y)
+    rng = np.random.default_rng(random_state)
+    for _ in range(n_resamples):
+        yield np.concatenate([rng.choice(pos, len(pos)), rng.choice(neg, len(neg))])
+
+
+def check_bootstrap(n_resamples: int, confidence: float) -> None:
+    """A clear error for a bootstrap that cannot run."""
+    if not 0 < confidence < 1:
+        raise ThreedglError(f"confidence must be in (0, 1), got {confidence!r}")
+    if n_resamples < 1:
+        raise ThreedglError(f"n_resamples must be at least 1, got {n_resamples!r}")
+
+
+def interval(values: np.ndarray, confidence: float) -> tuple[float, float]:
+    """The percentile interval of the resamples' ``values`` at ``confidence``."""
+    alpha = (1.0 - confidence) / 2.0
+    return float(np.quantile(values, alpha)), float(np.quantile(values, 1.0 - alpha))
+
+
+def _bootstrap(
+    scores: np.ndarray,
+    labels: np.ndarray,
+    metrics: Mapping[str, Callable[[np.ndarray, np.ndarray], float]],
+    n_resamples: int,
+    confidence: float,
+    random_state: int | np.random.Generator | None,
+) -> dict[str, tuple[float, float]]:
+    check_bootstrap(n_resamples, confidence)
+    s = np.asarray(scores, dtype=np.float64)
+    y = np.asarray(labels).astype(bool)
+    values: dict[str, list[float]] = {k: [] for k in metrics}
+    for idx in resamples(y, n_resamples, random_state):
+        for k, fn in metrics.items():
+            values[k].append(fn(s[idx], y[idx]))
+    return {k: interval(np.asarray(v), confidence) for k, v in values.items()}
+
+
+def attack_metrics(scores: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
+    """:data:`ATTACK_METRICS` of every row of ``scores`` (R, n) with ``labels`` (R, n),
+    each as :func:`auc_score` and :func:`tpr_at_fpr` give it (the same numbers: the
+    Mann–Whitney U is a sum of half-integers, exact in float64), from one stable sort of
+    the row instead of three."""
+    out = {m: np.empty(len(scores)) for m in ATTACK_METRICS}
+    for r, (s, y) in enumerate(zip(scores, labels, strict=True)):
+        n1 = int(y.sum())
+        n0 = len(y) - n1
+        if n1 == 0 or n0 == 0:
+            raise ThreedglError("AUC and TPR at FPR need at least one member and one non-member")
+        order = np.argsort(-s, kind="stable")
+        s_sorted, y_sorted = s[order], y[order]
+        tp = np.cumsum(y_sorted)
+        fp = np.cumsum(~y_sorted)
+        new_run = np.diff(s_sorted) != 0
+        last = np.r_[np.flatnonzero(new_run), len(s_sorted) - 1]  # each run of ties' end
+        tprs, fprs = tp[last] / n1, fp[last] / n0
+        for name, rate in (("tpr_at_1pct_fpr", 0.01), ("tpr_at_10pct_fpr", 0.10)):
+            ok = fprs <= rate + 1e-12
+            out[name][r] = tprs[ok].max() if ok.any() else 0.0
+        # U = Σ over members of (non-members scored below) + ½ (non-members tied with it);
+        # a run of ties holding tp_k - tp_{k-1} members and fp_k - fp_{k-1} non-members
+        tp_run, fp_run = np.diff(tp[last], prepend=0), np.diff(fp[last], prepend=0)
+        u = float(np.sum(tp_run * (n0 - fp[last]))) + 0.5 * float(np.sum(tp_run * fp_run))
+        out["auc"][r] = u / (n1 * n0)
+    return out
