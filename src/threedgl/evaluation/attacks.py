@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 
 from threedgl.errors import SchemaError, ThreedglError, check_int
+from threedgl.evaluation.binning import one_sort_binning
 from threedgl.evaluation.density import gaussian_kde_log_density
 from threedgl.evaluation.roc import (
     ATTACK_METRICS,
@@ -291,7 +292,7 @@ def logan_attack(
         random_state=random_state,
     )
     # One thread: on a busy machine OpenMP oversubscription makes this 5-10x slower.
-    with limit_threads(1):
+    with limit_threads(1), one_sort_binning():
         clf.fit(train, target)
         scores = clf.predict_proba(x)[:, 1]
     return attack_scores_result(
