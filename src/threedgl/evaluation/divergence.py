@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from threedgl.errors import ThreedglError, check_int, check_range
-from threedgl.evaluation.encoding import category_codes
+from threedgl.evaluation.encoding import category_codes, validated
 from threedgl.schema import CategoricalColumn, Column, NumericColumn, Schema
 
 
@@ -82,8 +82,8 @@ def feature_kld(
     if not isinstance(schema, Schema):
         raise ThreedglError(f"expected a Schema, got {type(schema).__name__}")
     _check(bins, smoothing)
-    real = schema.validate(real_df, require_target=False, extra_columns="drop")
-    syn = schema.validate(synthetic_df, require_target=False, extra_columns="drop")
+    real = validated(schema, real_df, require_target=False)
+    syn = validated(schema, synthetic_df, require_target=False)
     out: dict[str, float] = {}
     for col in schema.features:
         p = histogram(real[col.name], col, bins=bins)

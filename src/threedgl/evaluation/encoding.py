@@ -18,10 +18,10 @@ this: it tells real from synthetic rows, and the class is part of a row).
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -30,6 +30,7 @@ from threedgl.errors import ThreedglError
 from threedgl.schema import CategoricalColumn, Column, NumericColumn, Schema
 
 EncodingMode = Literal["label", "onehot"]
+T = TypeVar("T")
 ENCODING_MODES: tuple[str, ...] = ("label", "onehot")
 
 
@@ -92,29 +93,22 @@ class EvaluationEncoder:
         required when the schema has one and the table holds it or ``include_target``."""
         target = self.schema.target
         require = target is not None and (self.include_target or target in df.columns)
-        return self.schema.validate(df, require_target=require, extra_columns="drop")
+        return validated(self.schema, df, require_target=require)
 
     def transform(self, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
         """``(X, y)``: ``X`` float64 of shape ``(n, n_features)`` in ``[0, 1]``; ``y`` the
         class codes (int64), or ``None`` when the table has no class column. Inside
         :func:`encoded_once`, a table already encoded (the same object, schema and mode)
         is not validated and encoded again."""
-        cache = _ENCODED.get()
-        if cache is None:
-            return self.transform_valid(self.conform(df))
-        key = (id(df), id(self.schema), self.mode, self.include_target)
-        hit = cache.get(key)
-        if hit is not None and hit[0]() is df and hit[1] is self.schema:
-            return hit[2]  # type: ignore[no-any-return]
-        X, y = self.transform_valid(self.conform(df))
-        for array in (X, y):
-            if array is not None:
-                array.flags.writeable = False  # shared by every caller in the block
-        # a weak reference: a table no one holds any more leaves the cache with its
-        # encoding (and its id, which a new table may get, with it)
-        cache[key] = (weakref.ref(df), self.schema, (X, y))
-        weakref.finalize(df, _forget, weakref.ref(cache), key)
-        return X, y
+        def encode() -> tuple[np.ndarray, np.ndarray | None]:
+            X, y = self.transform_valid(self.conform(df))
+            for array in (X, y):
+                if array is not None and _ENCODED.get() is not None:
+                    array.flags.writeable = False  # shared by every caller in the block
+            return X, y
+
+        return computed_once(df, self.schema, ("encoded", self.mode, self.include_target),
+                             encode)
 
     def transform_valid(self, table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
         """Like :meth:`transform` for a table that :meth:`Schema.validate` conformed."""
@@ -198,13 +192,41 @@ def _labels(col: CategoricalColumn, codes: np.ndarray) -> np.ndarray | pd.Series
 
 
 class _Cache(dict[tuple[Any, ...], tuple[Any, Any, Any]]):
-    """The encodings of one :func:`encoded_once` block (a dict that takes weak references)."""
+    """What one :func:`encoded_once` block computed per table (weak references to them)."""
 
 
 def _forget(cache: weakref.ref[_Cache], key: tuple[Any, ...]) -> None:
     live = cache()
     if live is not None:
         live.pop(key, None)
+
+
+def computed_once(df: pd.DataFrame, schema: Schema, what: tuple[Any, ...],
+                  compute: Callable[[], T]) -> T:
+    """``compute()``, the ``what`` of table ``df`` under ``schema``: inside
+    :func:`encoded_once`, once per table object (the same ``df`` and ``schema`` objects);
+    outside, every time."""
+    cache = _ENCODED.get()
+    if cache is None:
+        return compute()
+    key = (id(df), id(schema), *what)
+    hit = cache.get(key)
+    if hit is not None and hit[0]() is df and hit[1] is schema:
+        return hit[2]  # type: ignore[no-any-return]
+    value = compute()
+    # a weak reference: a table no one holds any more leaves the cache with what was
+    # computed from it (and its id, which a new table may get, with it)
+    cache[key] = (weakref.ref(df), schema, value)
+    weakref.finalize(df, _forget, weakref.ref(cache), key)
+    return value
+
+
+def validated(schema: Schema, df: pd.DataFrame, *, require_target: bool) -> pd.DataFrame:
+    """``schema.validate(df, require_target=..., extra_columns="drop")``, once per table
+    inside :func:`encoded_once` (the caller must not change the frame it gets)."""
+    return computed_once(df, schema, ("validated", bool(require_target)),
+                         lambda: schema.validate(df, require_target=require_target,
+                                                 extra_columns="drop"))
 
 
 _ENCODED: ContextVar[_Cache | None] = ContextVar("threedgl_encoded", default=None)
@@ -215,10 +237,12 @@ def encoded_once() -> Iterator[None]:
     """Within the block, :meth:`EvaluationEncoder.transform` validates and encodes each
     table object once, however many scores, sweeps and discriminators read it (the
     evaluation of a client or of a reproduction run encodes the same real and synthetic
-    tables dozens of times: 28 % of an Adult client's evaluation). The block must not
-    change a table in place once it was encoded; the arrays are read-only, so code that
-    would write to them fails instead of changing another caller's data. Scores are the
-    same as without it (tested)."""
+    tables dozens of times: 28 % of an Adult client's evaluation); the divergences, the
+    k-way marginals and the pairwise associations validate each table once too, and
+    the real table's associations are computed once (:func:`computed_once`). The block
+    must not change a table in place once it was read; the arrays are read-only, so code
+    that would write to them fails instead of changing another caller's data. Scores are
+    the same as without it (tested)."""
     token = _ENCODED.set(_Cache())
     try:
         yield

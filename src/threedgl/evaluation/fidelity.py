@@ -22,14 +22,14 @@ import numpy as np
 import pandas as pd
 
 from threedgl.errors import ThreedglError
-from threedgl.evaluation.encoding import category_codes
+from threedgl.evaluation.encoding import category_codes, computed_once, validated
 from threedgl.schema import CategoricalColumn, NumericColumn, Schema
 
 
 def _conform(df: pd.DataFrame, schema: Schema) -> pd.DataFrame:
     if not isinstance(schema, Schema):
         raise ThreedglError(f"expected a Schema, got {type(schema).__name__}")
-    return schema.validate(df, require_target=True, extra_columns="drop")
+    return validated(schema, df, require_target=True)
 
 
 def _pearson(a: np.ndarray, b: np.ndarray) -> float:
@@ -67,7 +67,12 @@ def _eta(codes: np.ndarray, x: np.ndarray) -> float:
 
 
 def pairwise_association(df: pd.DataFrame, schema: Schema) -> pd.DataFrame:
-    """The association matrix over all schema columns (see the module docstring)."""
+    """The association matrix over all schema columns (see the module docstring); inside
+    :func:`~threedgl.evaluation.encoding.encoded_once`, computed once per table."""
+    return computed_once(df, schema, ("association",), lambda: _association(df, schema)).copy()
+
+
+def _association(df: pd.DataFrame, schema: Schema) -> pd.DataFrame:
     table = _conform(df, schema)
     names = list(schema.names)
     values: dict[str, np.ndarray] = {}

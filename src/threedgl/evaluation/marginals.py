@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from threedgl.errors import ThreedglError, check_int
-from threedgl.evaluation.encoding import category_codes
+from threedgl.evaluation.encoding import category_codes, validated
 from threedgl.schema import CategoricalColumn, NumericColumn, Schema
 
 __all__ = [
@@ -57,7 +57,7 @@ def marginal_codes(df: pd.DataFrame, schema: Schema, *, bins: int = DEFAULT_BINS
     if not isinstance(schema, Schema):
         raise ThreedglError(f"expected a Schema, got {type(schema).__name__}")
     bins = check_int("bins", bins, low=1, high=10_000, owner="kway_tvd")
-    table = schema.validate(df, require_target=schema.target is not None, extra_columns="drop")
+    table = validated(schema, df, require_target=schema.target is not None)
     codes = np.zeros((len(table), len(schema.columns)), dtype=np.int64)
     widths: list[int] = []
     for j, col in enumerate(schema.columns):
