@@ -16,9 +16,10 @@ split as source ``"Real"``, the sampling floor, each against the train split). T
 split is read only for the final scores and the floor (and, for the plots only, to score
 the models the size sweep fitted anyway).
 
-Every (dataset, seed) is independent: :func:`reproduce` runs them in ``jobs`` worker
-processes (each on one thread) and puts the rows back in (dataset, seed) order, so the
-numbers do not depend on ``jobs``.
+Every (dataset, seed) is independent, and so is each of its parts (the real data's
+scores, each generator's): :func:`reproduce` runs every part of every run as a task of
+``jobs`` worker processes (each on one thread) and puts the rows back in (dataset, seed,
+part) order, so the numbers do not depend on ``jobs``.
 """
 
 from __future__ import annotations
@@ -125,20 +126,30 @@ def make_generator(kind: str, epsilon: float, mode: str, dataset: str, seed: int
     return create_generator(kind, **params)
 
 
+#: The part of a (dataset, seed) run that is not a generator's: the real data's scores.
+REAL = "Real"
+
+DatasetRun = tuple[list[dict[str, Any]], dict[str, SweepResult], tuple[pd.DataFrame, pd.DataFrame]]
+
+
 def run_dataset(
     name: str,
     seed: int,
     config: ReproduceConfig,
     progress: Progress | None = None,
-) -> tuple[list[dict[str, Any]], dict[str, SweepResult], tuple[pd.DataFrame, pd.DataFrame]]:
-    """Every row of Tables II and III for one dataset and one seed.
+    parts: Sequence[str] | None = None,
+) -> DatasetRun:
+    """Every row of Tables II and III for one dataset and one seed, or of its ``parts``
+    (:data:`REAL` and names of ``config.generators``; default all): each part's rows
+    depend only on the dataset, the seed and the part, so parts run apart give the
+    rows of the whole run (:func:`reproduce` runs them as tasks of their own).
 
     Also returns the sweep curves on the test split (for the plots: the scores of the
     models the selection fitted anyway) and (real train, DDP-βVAE sample) for the plots.
     Every table is validated and encoded once (:func:`encoded_once`).
     """
     with encoded_once():
-        return _run_dataset(name, seed, config, progress)
+        return _run_dataset(name, seed, config, progress, parts)
 
 
 def _run_dataset(
@@ -146,7 +157,8 @@ def _run_dataset(
     seed: int,
     config: ReproduceConfig,
     progress: Progress | None = None,
-) -> tuple[list[dict[str, Any]], dict[str, SweepResult], tuple[pd.DataFrame, pd.DataFrame]]:
+    parts: Sequence[str] | None = None,
+) -> DatasetRun:
     ds = datasets.load(name)
     train, test = split(ds.frame, ds.target, seed)
     if config.max_train_rows is not None and len(train) > config.max_train_rows:
@@ -158,14 +170,18 @@ def _run_dataset(
     sweeps: dict[str, SweepResult] = {}
     pair = (train, train.iloc[:0])
     base = {"dataset": name, "seed": seed}
-    for model in ("logreg", "hgb"):
-        real = utility_scores(train, test, ds.schema, model=model, positive_label=pos, random_state=seed)
-        rows.append({**base, "source": "Real", "model": model, **_scores(real),
-                     "majority_accuracy": 100 * real["majority_accuracy"]})
-    if config.marginals:  # the sampling floor: two real samples
-        rows.append({**base, "source": "Real", "model": "marginals",
-                     **kway_tvd(train, test, ds.schema)})
+    if parts is None or REAL in parts:
+        for model in ("logreg", "hgb"):
+            real = utility_scores(train, test, ds.schema, model=model, positive_label=pos,
+                                  random_state=seed)
+            rows.append({**base, "source": "Real", "model": model, **_scores(real),
+                         "majority_accuracy": 100 * real["majority_accuracy"]})
+        if config.marginals:  # the sampling floor: two real samples
+            rows.append({**base, "source": "Real", "model": "marginals",
+                         **kway_tvd(train, test, ds.schema)})
     for gen_name in config.generators:
+        if parts is not None and gen_name not in parts:
+            continue
         kind, eps, mode = GENERATORS[gen_name]
         if progress:
             progress(f"{name} seed {seed}: training {gen_name}")
@@ -277,32 +293,43 @@ def reproduce(config: ReproduceConfig, progress: Progress | None = None) -> Repr
     check_datasets(config.datasets)
     if config.seeds < 1:
         raise ThreedglError(f"--seeds must be at least 1, got {config.seeds}")
-    tasks = [(name, seed) for name in config.datasets for seed in range(config.seeds)]
+    runs = [(name, seed) for name in config.datasets for seed in range(config.seeds)]
+    parts = [REAL, *config.generators]
+    tasks = [(name, seed, part) for name, seed in runs for part in parts]
     jobs = config.n_jobs(len(tasks))
     result = ReproduceResult()
     start = time.perf_counter()
-    outputs: dict[tuple[str, int], Any] = {}
+    outputs: dict[tuple[str, int, str], DatasetRun] = {}
     if jobs == 1:
         with limit_threads(1, torch=True):
-            for task in tasks:
-                outputs[task] = run_dataset(*task, config, progress)
+            for name, seed in runs:
+                whole = run_dataset(name, seed, config, progress)
+                outputs.update({(name, seed, part): whole if part == REAL else ([], {}, whole[2])
+                                for part in parts})
     else:
-        # Largest datasets first, so that the last task to finish is a small one.
-        order = sorted(tasks, key=lambda t: -len(datasets.load(t[0]).frame))
+        # Every part of every run a task (a dataset's generators side by side, not one
+        # after the other in one process), the costliest first: the last to finish is small.
+        def cost(task: tuple[str, int, str]) -> float:
+            weight = 0.3 if task[2] == REAL else 0.5 if "marginals" in task[2] else 1.0
+            return -len(datasets.load(task[0]).frame) * weight
+
         with ProcessPoolExecutor(max_workers=jobs, mp_context=mp_context(),
                                  initializer=init_worker) as pool:
-            futures = {pool.submit(run_dataset, *task, config): task for task in order}
+            futures = {pool.submit(run_dataset, name, seed, config, None, [part]):
+                       (name, seed, part) for name, seed, part in sorted(tasks, key=cost)}
             for done, future in enumerate(as_completed(futures), start=1):
                 task = futures[future]
                 outputs[task] = future.result()
                 if progress:
-                    progress(f"Tables II and III: {done} of {len(tasks)} runs done "
-                             f"({task[0]} seed {task[1]}), {jobs} processes")
-    for name, seed in tasks:  # (dataset, seed) order, whatever the order they finished in
-        rows, sweeps, pair = outputs[(name, seed)]
+                    progress(f"Tables II and III: {done} of {len(tasks)} parts done "
+                             f"({task[0]} seed {task[1]}: {task[2]}), {jobs} processes")
+    for name, seed in runs:  # (dataset, seed, part) order, whatever order they finished in
+        rows = [r for part in parts for r in outputs[(name, seed, part)][0]]
+        sweeps = {k: v for part in parts for k, v in outputs[(name, seed, part)][1].items()}
         result.rows.extend(rows)
         if seed == 0:
             result.sweeps[name] = sweeps
-            result.marginals[name] = pair
+            main = outputs.get((name, seed, MAIN))
+            result.marginals[name] = main[2] if main is not None else outputs[(name, seed, REAL)][2]
     result.seconds = time.perf_counter() - start
     return result
