@@ -144,6 +144,9 @@ def test_one_sort_gives_the_same_figures(rows: list[tuple[int, float, bool]], se
     for s in (np.array([r[0] for r in rows], dtype=float), np.array([r[1] for r in rows])):
         idx = np.stack([np.arange(len(s)), *resamples(y, 3, seed)])
         figures = attack_metrics(s[idx], y[idx])
+        as_ints = attack_metrics(s[idx], y[idx].astype(int))  # 0/1 labels, as auc_score takes
+        for m in figures:
+            np.testing.assert_array_equal(figures[m], as_ints[m])
         for k, row in enumerate(idx):
             assert figures["auc"][k] == auc_score(s[row], y[row])
             assert figures["tpr_at_1pct_fpr"][k] == tpr_at_fpr(s[row], y[row], 0.01)

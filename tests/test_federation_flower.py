@@ -239,9 +239,10 @@ def test_flower_run_exits_with_the_runs_status() -> None:
     completed. The failed run has a deployment's run config (``schema-path``: simulated
     clients then have no data): every node fails training, each failure one readable line;
     the ServerApp says the run FAILED in the stream and in ``out/outcome.json``; Flower
-    marks the run ``finished:failed``, and the wrapper's last line says so with the reason.
-    ``flwr run`` alone exits 0 for it (Flower 1.42 ignores the run's status: the reason the
-    wrapper exists). No process of the SuperLink is left."""
+    marks the run ``finished:failed``, and the wrapper's last line says so with the reason
+    (Flower 1.42's ``flwr run`` alone exits 0 for it: the reason the wrapper exists). Ctrl-C
+    once a run started exits 130 and says how to stop the run. No process of the SuperLink
+    is left."""
     with tempfile.TemporaryDirectory(prefix="3dgl-test-") as tmp:
         root = Path(tmp)
         schema = demo.write_demo(root / "demo", "titanic", 2, "stratified", 0)[-1]
@@ -257,6 +258,19 @@ def test_flower_run_exits_with_the_runs_status() -> None:
                 link, str(REPO / "flower-app"), CONNECTION, "--stream",
                 "--run-config", f"clients=2 epochs=1 test-size=0.3 out='{done}'",
                 "--federation-config", "num-supernodes=2 init-args-num-cpus=2")
+            # Ctrl-C (to the process group, as a terminal sends it) once the run started
+            ctrl_c = subprocess.Popen(
+                [sys.executable, "-m", "threedgl.cli.main", "flower-run", str(REPO / "flower-app"),
+                 CONNECTION, "--run-config", "clients=2 epochs=1",
+                 "--federation-config", "num-supernodes=2 init-args-num-cpus=2"],
+                env=link.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                start_new_session=True)
+            assert ctrl_c.stdout is not None
+            for line in ctrl_c.stdout:
+                if "Successfully started run" in line:
+                    os.killpg(ctrl_c.pid, signal.SIGINT)
+                    break
+            rest, err = ctrl_c.communicate(timeout=60)
         assert link.leftovers() == []
         outcome = json.loads((out / "outcome.json").read_text())
     text = failed.stdout
@@ -278,11 +292,22 @@ def test_flower_run_exits_with_the_runs_status() -> None:
         assert any(line.endswith(f"3DGL round 0: {failure}") for line in text.splitlines())
     assert completed.returncode == 0, (completed.stdout[-2000:], completed.stderr)
     assert re.search(r"3dgl flower-run: run \d+ finished:completed$", completed.stderr.strip())
+    assert ctrl_c.returncode == 130, (rest[-2000:], err)
+    assert re.search(r"interrupted: run (\d+) goes on at the SuperLink \(flwr stop \1 stops it\)",
+                     err), err
+    assert "Traceback" not in err
 
 
 def test_flower_run_arguments() -> None:
     """What the wrapper reads of ``flwr run``'s arguments and output, and its exit codes."""
-    from threedgl.federation.flower.flwr_run import FlwrOutcome, exit_code, run_id_of, superlink_of
+    from threedgl.federation.flower.flwr_run import (
+        FlwrOutcome,
+        exit_code,
+        flwr_env,
+        run_id_of,
+        shell_status,
+        superlink_of,
+    )
 
     assert superlink_of(["flower-app", "demo", "--stream"]) == "demo"
     assert superlink_of(["--run-config", "a=1 b='x'", "flower-app", "-c", "x=2", "demo"]) == "demo"
@@ -298,6 +323,9 @@ def test_flower_run_arguments() -> None:
     assert exit_code(FlwrOutcome(0, 1, {})) == 1  # status unreadable
     assert exit_code(FlwrOutcome(0, None)) == 1  # no run id announced
     assert exit_code(FlwrOutcome(2)) == 2  # flwr's own failure
+    assert shell_status(-15) == 143 and shell_status(0) == 0 and shell_status(1) == 1
+    # flwr prints the streamed log unflushed: it must not sit in a pipe's 8 KB buffer
+    assert flwr_env({"PATH": "/bin"}) == {"PATH": "/bin", "PYTHONUNBUFFERED": "1"}
 
 
 def _ours(marker: str) -> list[int]:

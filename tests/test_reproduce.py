@@ -9,6 +9,7 @@ import subprocess
 import sys
 import warnings
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -193,16 +194,33 @@ def test_report_renders_in_a_headless_browser(quick_run, tmp_path: Path) -> None
 def test_reproduce_rows_do_not_depend_on_the_number_of_processes() -> None:
     from threedgl.experiments.reproduce import ReproduceConfig, reproduce
 
-    def run(jobs: int) -> pd.DataFrame:
+    def run(jobs: int) -> Any:
         config = ReproduceConfig(datasets=["breast-cancer"], seeds=2, quick=True,
                                  generators=("DP marginals (ε=1.9)",), table_iii=False,
                                  jobs=jobs)
-        return reproduce(config).frame().drop(columns=["fit_seconds"])
+        return reproduce(config)
 
     one, two = run(1), run(2)
+    rows_one, rows_two = (r.frame().drop(columns=["fit_seconds"]) for r in (one, two))
     # Per seed: Real and the generator, each with logreg, hgb and the marginal TVD.
-    assert len(one) == 2 * 6 and sorted(one["seed"].unique()) == [0, 1]
-    pd.testing.assert_frame_equal(one, two)
+    assert len(rows_one) == 2 * 6 and sorted(rows_one["seed"].unique()) == [0, 1]
+    pd.testing.assert_frame_equal(rows_one, rows_two)
+    # the plots' inputs too: the sweep curves and the (train, sample) pair of seed 0
+    sweeps = one.sweeps["breast-cancer"]
+    assert set(sweeps) == set(two.sweeps["breast-cancer"]) == {"DP marginals (ε=1.9)"}
+    for name, sweep in sweeps.items():
+        assert sweep == two.sweeps["breast-cancer"][name]
+    for a, b in zip(one.marginals["breast-cancer"], two.marginals["breast-cancer"], strict=True):
+        pd.testing.assert_frame_equal(a, b)
+
+
+def test_reproduce_config_refuses_unknown_or_repeated_generators() -> None:
+    from threedgl.errors import ThreedglError
+    from threedgl.experiments.reproduce import ReproduceConfig
+
+    for generators in (("DP marginals (ε=1.9)", "DP marginals (ε=1.9)"), ("GAN",)):
+        with pytest.raises(ThreedglError, match="generators must be distinct names"):
+            ReproduceConfig(datasets=["titanic"], generators=generators)
 
 
 def test_noniid_table_sets_the_pool_beside_dp_marginals_and_centralized(tmp_path: Path) -> None:

@@ -45,13 +45,12 @@ from threedgl.evaluation.binning import one_sort_binning
 from threedgl.evaluation.density import gaussian_kde_log_density
 from threedgl.evaluation.roc import (
     ATTACK_METRICS,
-    attack_metrics,
     auc_score,
+    bootstrap_attack_metrics,
     bootstrap_ci,
     check_bootstrap,
     interval,
     point_metrics,
-    resamples,
     tpr_at_fpr,
 )
 from threedgl.schema import Schema, TableEncoder
@@ -128,8 +127,7 @@ def attack_scores_result(
         s = np.nan_to_num(s, nan=lo - 1.0, posinf=hi + 1.0, neginf=lo - 1.0)
     point = point_metrics(s, y)
     check_bootstrap(n_resamples, confidence)
-    idx = np.stack(list(resamples(y, n_resamples, random_state)))
-    values = attack_metrics(s[idx], y[idx])
+    values = bootstrap_attack_metrics(s, y, n_resamples, random_state)
     ci = {m: interval(values[m], confidence) for m in ATTACK_METRICS}
     return AttackResult(
         attack=attack,

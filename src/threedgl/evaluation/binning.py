@@ -26,7 +26,7 @@ __all__ = ["CHECKED", "one_sort_binning"]
 #: scikit-learn (major, minor) versions whose binning this reproduces exactly.
 CHECKED: tuple[tuple[int, int], ...] = ((1, 9),)
 
-_lock = threading.Lock()
+_lock = threading.RLock()  # a block inside a block (one thread) re-enters
 
 
 def _version() -> tuple[int, int]:

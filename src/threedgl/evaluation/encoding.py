@@ -91,9 +91,12 @@ class EvaluationEncoder:
     def conform(self, df: pd.DataFrame) -> pd.DataFrame:
         """Validate ``df`` against the schema (extra columns dropped); the class column is
         required when the schema has one and the table holds it or ``include_target``."""
+        return self.schema.validate(df, require_target=self._require_target(df),
+                                    extra_columns="drop")
+
+    def _require_target(self, df: pd.DataFrame) -> bool:
         target = self.schema.target
-        require = target is not None and (self.include_target or target in df.columns)
-        return validated(self.schema, df, require_target=require)
+        return target is not None and (self.include_target or target in df.columns)
 
     def transform(self, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
         """``(X, y)``: ``X`` float64 of shape ``(n, n_features)`` in ``[0, 1]``; ``y`` the
@@ -101,7 +104,8 @@ class EvaluationEncoder:
         :func:`encoded_once`, a table already encoded (the same object, schema and mode)
         is not validated and encoded again."""
         def encode() -> tuple[np.ndarray, np.ndarray | None]:
-            X, y = self.transform_valid(self.conform(df))
+            table = validated(self.schema, df, require_target=self._require_target(df))
+            X, y = self.transform_valid(table)
             for array in (X, y):
                 if array is not None and _ENCODED.get() is not None:
                     array.flags.writeable = False  # shared by every caller in the block

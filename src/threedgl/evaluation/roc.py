@@ -17,7 +17,8 @@ from scipy.stats import rankdata
 
 from threedgl.errors import ThreedglError
 
-__all__ = ["ATTACK_METRICS", "attack_metrics", "auc_score", "bootstrap_ci", "interval",
+__all__ = ["ATTACK_METRICS", "attack_metrics", "auc_score", "bootstrap_attack_metrics",
+           "bootstrap_ci", "interval",
            "point_metrics", "resamples", "tpr_at_fpr"]
 
 #: The figures of every attack, in order (each with a ``*_ci`` interval).
@@ -100,6 +101,27 @@ def resamples(y: np.ndarray, n_resamples: int,
         yield np.concatenate([rng.choice(pos, len(pos)), rng.choice(neg, len(neg))])
 
 
+def bootstrap_attack_metrics(scores: np.ndarray, labels: np.ndarray, n_resamples: int,
+                             random_state: int | np.random.Generator | None,
+                             ) -> dict[str, np.ndarray]:
+    """:func:`attack_metrics` of each of ``n_resamples`` bootstrap resamples (the resamples
+    of :func:`bootstrap_ci` with the same seed), a block of resamples at a time (a block
+    holds at most about 2 M candidates, whatever the candidates' number)."""
+    s = np.asarray(scores, dtype=np.float64)
+    y = np.asarray(labels).astype(bool)
+    block = max(1, (1 << 21) // max(len(y), 1))
+    parts: list[dict[str, np.ndarray]] = []
+    rows: list[np.ndarray] = []
+    for idx in resamples(y, n_resamples, random_state):
+        rows.append(idx)
+        if len(rows) == block:
+            parts.append(attack_metrics(s[np.stack(rows)], y[np.stack(rows)]))
+            rows = []
+    if rows:
+        parts.append(attack_metrics(s[np.stack(rows)], y[np.stack(rows)]))
+    return {m: np.concatenate([p[m] for p in parts]) for m in ATTACK_METRICS}
+
+
 def check_bootstrap(n_resamples: int, confidence: float) -> None:
     """A clear error for a bootstrap that cannot run."""
     if not 0 < confidence < 1:
@@ -137,6 +159,10 @@ def attack_metrics(scores: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarr
     each as :func:`auc_score` and :func:`tpr_at_fpr` give it (the same numbers: the
     Mann–Whitney U is a sum of half-integers, exact in float64), from one stable sort of
     the row instead of three."""
+    scores = np.asarray(scores, dtype=np.float64)
+    labels = np.asarray(labels).astype(bool)
+    if scores.ndim != 2 or scores.shape != labels.shape:
+        raise ThreedglError("scores and labels must be 2-d arrays of the same shape")
     out = {m: np.empty(len(scores)) for m in ATTACK_METRICS}
     for r, (s, y) in enumerate(zip(scores, labels, strict=True)):
         n1 = int(y.sum())

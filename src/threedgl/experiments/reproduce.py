@@ -87,6 +87,11 @@ class ReproduceConfig:
     jobs: int | None = None
 
     def __post_init__(self) -> None:
+        unknown = [g for g in self.generators if g not in GENERATORS]
+        if unknown or len(set(self.generators)) != len(self.generators):
+            raise ThreedglError(
+                f"generators must be distinct names among {list(GENERATORS)}, got "
+                f"{list(self.generators)}")
         if self.quick and self.max_train_rows is None:
             self.max_train_rows = 5000
 

@@ -16,7 +16,9 @@ Only ``flwr``'s public command line is used, so this works against any SuperLink
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -65,6 +67,22 @@ def run_id_of(line: str) -> int | None:
     return int(found.group(1)) if found else None
 
 
+class FlwrInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`flwr_run`: ``flwr`` stopped streaming; the run it started (its
+    ``run_id``, when announced) goes on at the SuperLink."""
+
+    def __init__(self, run_id: int | None) -> None:
+        super().__init__(run_id)
+        self.run_id = run_id
+
+
+def flwr_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment ``flwr`` runs in: ``env`` (default this process's) with
+    ``PYTHONUNBUFFERED=1``: ``flwr`` prints the streamed log without flushing, and a
+    Python writing to a pipe holds its output back in 8 KB blocks."""
+    return {**(os.environ if env is None else env), "PYTHONUNBUFFERED": "1"}
+
+
 @dataclass
 class FlwrOutcome:
     """How ``flwr run`` ended: ``flwr``'s exit code, the run id it announced and the run's
@@ -110,14 +128,15 @@ def flwr_run(args: Sequence[str], *, env: Mapping[str, str] | None = None,
              echo: Callable[[str], None] | None = None) -> FlwrOutcome:
     """``flwr run ARGS --stream`` to its end (``--stream`` added when missing), each line
     of its output passed to ``echo`` (default: this process's stdout), then the run's final
-    status. Ctrl-C reaches ``flwr`` too (one process group); the run on the SuperLink goes
-    on, as with ``flwr run`` itself (``flwr stop RUN_ID`` stops it)."""
+    status. Ctrl-C reaches ``flwr`` too (one process group) and raises
+    :class:`FlwrInterrupted`; the run on the SuperLink goes on, as with ``flwr run`` itself
+    (``flwr stop RUN_ID`` stops it)."""
     args = list(args)
     if "--stream" not in args:
         args.append("--stream")
     write = echo or (lambda line: (sys.stdout.write(line), sys.stdout.flush()))
     try:
-        proc = subprocess.Popen([flwr_bin(), "run", *args], env=None if env is None else dict(env),
+        proc = subprocess.Popen([flwr_bin(), "run", *args], env=flwr_env(env),
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 bufsize=1)
     except OSError as exc:
@@ -126,14 +145,29 @@ def flwr_run(args: Sequence[str], *, env: Mapping[str, str] | None = None,
     run_id: int | None = None
     assert proc.stdout is not None
     with proc:
-        for line in proc.stdout:
-            write(line)
-            if run_id is None:
-                run_id = run_id_of(line)
-    outcome = FlwrOutcome(proc.returncode, run_id)
+        try:
+            for line in proc.stdout:
+                if run_id is None:  # before the line is shown: a Ctrl-C after it knows the id
+                    run_id = run_id_of(line)
+                write(line)
+        except KeyboardInterrupt:  # from a terminal flwr got the same Ctrl-C; else pass it on
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+            raise FlwrInterrupted(run_id) from None
+    outcome = FlwrOutcome(shell_status(proc.returncode), run_id)
     if proc.returncode == 0 and run_id is not None:
         outcome.run = final_status(run_id, superlink_of(args), env=env)
     return outcome
+
+
+def shell_status(returncode: int) -> int:
+    """A child's exit status as a shell reports it: ``128 + N`` when signal N killed it
+    (``subprocess`` gives ``-N``)."""
+    return 128 - returncode if returncode < 0 else returncode
 
 
 def exit_code(outcome: FlwrOutcome) -> int:
@@ -158,5 +192,17 @@ def verdict(outcome: FlwrOutcome) -> str:
     return line
 
 
-__all__ = ["FlwrOutcome", "exit_code", "final_status", "flwr_bin", "flwr_run", "run_id_of",
-           "run_status", "superlink_of", "verdict"]
+__all__ = [
+    "FlwrInterrupted",
+    "FlwrOutcome",
+    "exit_code",
+    "final_status",
+    "flwr_bin",
+    "flwr_env",
+    "flwr_run",
+    "run_id_of",
+    "run_status",
+    "shell_status",
+    "superlink_of",
+    "verdict",
+]
