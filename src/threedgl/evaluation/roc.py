@@ -25,17 +25,24 @@ __all__ = ["ATTACK_METRICS", "attack_metrics", "auc_score", "bootstrap_attack_me
 ATTACK_METRICS: tuple[str, ...] = ("auc", "tpr_at_1pct_fpr", "tpr_at_10pct_fpr")
 
 
-def auc_score(scores: np.ndarray, labels: np.ndarray) -> float:
-    """ROC AUC of ``scores`` (higher ⇒ positive) for binary ``labels`` (1 = member).
-
-    The Mann–Whitney statistic with average ranks, so tied scores count one half.
-    """
+def _binary(scores: np.ndarray, labels: np.ndarray, what: str
+            ) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """Scores as float64, labels as bool, and the numbers of members and non-members."""
     s = np.asarray(scores, dtype=np.float64)
     y = np.asarray(labels).astype(bool)
     n1 = int(y.sum())
     n0 = len(y) - n1
     if n1 == 0 or n0 == 0:
-        raise ThreedglError("AUC needs at least one member and one non-member")
+        raise ThreedglError(f"{what} needs at least one member and one non-member")
+    return s, y, n1, n0
+
+
+def auc_score(scores: np.ndarray, labels: np.ndarray) -> float:
+    """ROC AUC of ``scores`` (higher ⇒ positive) for binary ``labels`` (1 = member).
+
+    The Mann–Whitney statistic with average ranks, so tied scores count one half.
+    """
+    s, y, n1, n0 = _binary(scores, labels, "AUC")
     ranks = rankdata(s)
     return float((ranks[y].sum() - n1 * (n1 + 1) / 2.0) / (n1 * n0))
 
@@ -49,12 +56,7 @@ def tpr_at_fpr(scores: np.ndarray, labels: np.ndarray, fpr: float) -> float:
     """
     if not 0.0 <= fpr <= 1.0:
         raise ThreedglError(f"fpr must be in [0, 1], got {fpr!r}")
-    s = np.asarray(scores, dtype=np.float64)
-    y = np.asarray(labels).astype(bool)
-    n1 = int(y.sum())
-    n0 = len(y) - n1
-    if n1 == 0 or n0 == 0:
-        raise ThreedglError("TPR at FPR needs at least one member and one non-member")
+    s, y, n1, n0 = _binary(scores, labels, "TPR at FPR")
     order = np.argsort(-s, kind="stable")
     s_sorted = s[order]
     y_sorted = y[order]
