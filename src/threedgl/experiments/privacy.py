@@ -18,7 +18,7 @@ from sklearn.model_selection import train_test_split
 
 from threedgl import datasets
 from threedgl.errors import ThreedglError
-from threedgl.evaluation.attacks import run_attacks
+from threedgl.evaluation.attacks import ATTACK_METRICS, run_attacks
 from threedgl.model.registry import create_generator
 from threedgl.privacy.ledger import unrecorded
 from threedgl.threads import limit_threads
@@ -31,8 +31,8 @@ PRIVACY_TABLE_COLUMNS = (
 )
 
 
-#: The privacy table's numbers (its other columns name the row).
-PRIVACY_METRICS = ("auc", "tpr_at_1pct_fpr", "tpr_at_10pct_fpr")
+#: The privacy table's numbers (its other columns name the row): the attacks' figures.
+PRIVACY_METRICS = ATTACK_METRICS
 
 AUDIT_TABLE_COLUMNS = (
     "dataset", "mode", "epsilon_claimed", "epsilon_lower_bound", "canaries", "guesses",
@@ -219,7 +219,6 @@ def _privacy_rows(
                     "attack": name, "auc": r.auc, "tpr_at_1pct_fpr": r.tpr_at_1pct_fpr,
                     "tpr_at_10pct_fpr": r.tpr_at_10pct_fpr,
                     # the bootstrap's standard error, from its 95 % interval
-                    **{f"{k}_std": (hi - lo) / (2 * 1.96) for k, (lo, hi) in (
-                        ("auc", r.auc_ci), ("tpr_at_1pct_fpr", r.tpr_at_1pct_fpr_ci),
-                        ("tpr_at_10pct_fpr", r.tpr_at_10pct_fpr_ci))},
+                    **{f"{m}_std": (getattr(r, f"{m}_ci")[1] - getattr(r, f"{m}_ci")[0])
+                       / (2 * 1.96) for m in ATTACK_METRICS},
                 })

@@ -38,10 +38,15 @@ _RUN_ID_JSON = re.compile(r'"run-id":\s*"(\d+)"')
 STATUS_WAIT = 30.0
 
 
+def venv_bin(name: str) -> str:
+    """The command ``name`` beside this Python (a virtual environment's), else on PATH."""
+    here = Path(sys.executable).parent / name
+    return str(here) if here.exists() else name
+
+
 def flwr_bin() -> str:
-    """The ``flwr`` command beside this Python (a virtual environment's), else on PATH."""
-    here = Path(sys.executable).parent / "flwr"
-    return str(here) if here.exists() else "flwr"
+    """The ``flwr`` command (:func:`venv_bin`)."""
+    return venv_bin("flwr")
 
 
 def superlink_of(args: Sequence[str]) -> str | None:
@@ -204,5 +209,6 @@ __all__ = [
     "run_status",
     "shell_status",
     "superlink_of",
+    "venv_bin",
     "verdict",
 ]

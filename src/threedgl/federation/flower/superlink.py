@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from threedgl.errors import ThreedglError
-from threedgl.federation.flower.flwr_run import run_status
+from threedgl.federation.flower.flwr_run import run_id_of, run_status, venv_bin
 
 #: The connection's name in ``FLWR_HOME/config.toml``.
 CONNECTION = "threedgl"
@@ -52,11 +52,6 @@ class FlwrRun:
     returncode: int | None
     run_id: int | None
     lines: list[str]
-
-
-def _bin(name: str) -> str:
-    here = Path(sys.executable).parent / name  # the venv's own, beside this Python
-    return str(here) if here.exists() else name
 
 
 def _free_port() -> int:
@@ -155,7 +150,7 @@ class LocalSuperLink:
         for _ in range(3):  # a port taken between choosing it and binding it: another one
             self.port = _free_port()
             self._superlink = subprocess.Popen(
-                [_bin("flower-superlink"), "--insecure", "--simulation",
+                [venv_bin("flower-superlink"), "--insecure", "--simulation",
                  "--isolation", "subprocess", "--host", "127.0.0.1", "--port", str(self.port),
                  "--disable-runtime-dependency-installation", "--log-file", str(self.log)],
                 env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -253,7 +248,7 @@ class LocalSuperLink:
     # -- runs ----------------------------------------------------------------------------------
     def flwr(self, *args: str) -> subprocess.Popen[str]:
         """Start ``flwr ARGS`` against this SuperLink (its output piped, text)."""
-        proc = subprocess.Popen([_bin("flwr"), *args], env=self.env, stdout=subprocess.PIPE,
+        proc = subprocess.Popen([venv_bin("flwr"), *args], env=self.env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, start_new_session=True)
         self._children.append(proc)
         return proc
@@ -279,8 +274,8 @@ class LocalSuperLink:
             assert proc.stdout is not None
             for line in proc.stdout:
                 lines.append(line.rstrip("\n"))
-                if line.startswith("Successfully started run "):
-                    run_id.append(int(line.split()[3]))
+                if not run_id and (found := run_id_of(line)) is not None:
+                    run_id.append(found)
 
         reader = threading.Thread(target=read, daemon=True)
         reader.start()
