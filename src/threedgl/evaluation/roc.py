@@ -57,17 +57,24 @@ def tpr_at_fpr(scores: np.ndarray, labels: np.ndarray, fpr: float) -> float:
     if not 0.0 <= fpr <= 1.0:
         raise ThreedglError(f"fpr must be in [0, 1], got {fpr!r}")
     s, y, n1, n0 = _binary(scores, labels, "TPR at FPR")
+    tp, fp = _tied_runs(s, y)
+    return _tpr_at(tp, fp, n1, n0, fpr)
+
+
+def _tied_runs(s: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The thresholds of a ROC curve: scores sorted from the highest (stable), the members
+    and the non-members flagged at the end of each run of tied scores (cumulative)."""
     order = np.argsort(-s, kind="stable")
-    s_sorted = s[order]
-    y_sorted = y[order]
-    tp = np.cumsum(y_sorted)
-    fp = np.cumsum(~y_sorted)
-    # The last index of each run of tied scores: the thresholds.
+    s_sorted, y_sorted = s[order], y[order]
     last = np.r_[np.flatnonzero(np.diff(s_sorted) != 0), len(s_sorted) - 1]
-    tprs = tp[last] / n1
-    fprs = fp[last] / n0
-    ok = fprs <= fpr + 1e-12
-    return float(tprs[ok].max()) if ok.any() else 0.0
+    return np.cumsum(y_sorted)[last], np.cumsum(~y_sorted)[last]
+
+
+def _tpr_at(tp: np.ndarray, fp: np.ndarray, n1: int, n0: int, fpr: float) -> float:
+    """The largest TPR over the thresholds (:func:`_tied_runs`) whose FPR is at most ``fpr``
+    (none flagged, TPR 0, is always allowed)."""
+    ok = fp / n0 <= fpr + 1e-12
+    return float((tp / n1)[ok].max()) if ok.any() else 0.0
 
 
 def point_metrics(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
@@ -117,11 +124,16 @@ def bootstrap_attack_metrics(scores: np.ndarray, labels: np.ndarray, n_resamples
     for idx in resamples(y, n_resamples, random_state):
         rows.append(idx)
         if len(rows) == block:
-            parts.append(attack_metrics(s[np.stack(rows)], y[np.stack(rows)]))
+            parts.append(_metrics_of(s, y, rows))
             rows = []
     if rows:
-        parts.append(attack_metrics(s[np.stack(rows)], y[np.stack(rows)]))
+        parts.append(_metrics_of(s, y, rows))
     return {m: np.concatenate([p[m] for p in parts]) for m in ATTACK_METRICS}
+
+
+def _metrics_of(s: np.ndarray, y: np.ndarray, rows: list[np.ndarray]) -> dict[str, np.ndarray]:
+    index = np.stack(rows)
+    return attack_metrics(s[index], y[index])
 
 
 def check_bootstrap(n_resamples: int, confidence: float) -> None:
@@ -167,23 +179,13 @@ def attack_metrics(scores: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarr
         raise ThreedglError("scores and labels must be 2-d arrays of the same shape")
     out = {m: np.empty(len(scores)) for m in ATTACK_METRICS}
     for r, (s, y) in enumerate(zip(scores, labels, strict=True)):
-        n1 = int(y.sum())
-        n0 = len(y) - n1
-        if n1 == 0 or n0 == 0:
-            raise ThreedglError("AUC and TPR at FPR need at least one member and one non-member")
-        order = np.argsort(-s, kind="stable")
-        s_sorted, y_sorted = s[order], y[order]
-        tp = np.cumsum(y_sorted)
-        fp = np.cumsum(~y_sorted)
-        new_run = np.diff(s_sorted) != 0
-        last = np.r_[np.flatnonzero(new_run), len(s_sorted) - 1]  # each run of ties' end
-        tprs, fprs = tp[last] / n1, fp[last] / n0
-        for name, rate in (("tpr_at_1pct_fpr", 0.01), ("tpr_at_10pct_fpr", 0.10)):
-            ok = fprs <= rate + 1e-12
-            out[name][r] = tprs[ok].max() if ok.any() else 0.0
+        s, y, n1, n0 = _binary(s, y, "Each row")
+        tp, fp = _tied_runs(s, y)
+        out["tpr_at_1pct_fpr"][r] = _tpr_at(tp, fp, n1, n0, 0.01)
+        out["tpr_at_10pct_fpr"][r] = _tpr_at(tp, fp, n1, n0, 0.10)
         # U = Σ over members of (non-members scored below) + ½ (non-members tied with it);
         # a run of ties holding tp_k - tp_{k-1} members and fp_k - fp_{k-1} non-members
-        tp_run, fp_run = np.diff(tp[last], prepend=0), np.diff(fp[last], prepend=0)
-        u = float(np.sum(tp_run * (n0 - fp[last]))) + 0.5 * float(np.sum(tp_run * fp_run))
+        tp_run, fp_run = np.diff(tp, prepend=0), np.diff(fp, prepend=0)
+        u = float(np.sum(tp_run * (n0 - fp))) + 0.5 * float(np.sum(tp_run * fp_run))
         out["auc"][r] = u / (n1 * n0)
     return out

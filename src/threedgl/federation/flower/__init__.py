@@ -17,9 +17,9 @@ SuperLink (:mod:`~threedgl.federation.flower.engine`,
 :mod:`~threedgl.federation.flower.superlink`; the outcome comes back as files:
 :mod:`~threedgl.federation.flower.outcome`); ``flwr run`` runs them from the app's
 ``pyproject.toml`` (``flower-app/`` in the repository) on a simulation or a deployment
-(SuperLink and SuperNodes); ``3dgl flower-run`` is ``flwr run`` with the run's status as its
-exit code (:mod:`~threedgl.federation.flower.flwr_run`). Nothing in this package is imported by ``threedgl`` itself
-unless asked for, so the extra stays optional.
+(SuperLink and SuperNodes); ``3dgl flower-run`` is ``flwr run`` with the run's status as
+its exit code (:mod:`~threedgl.federation.flower.flwr_run`). Nothing in this package is
+imported by ``threedgl`` itself unless asked for, so the extra stays optional.
 """
 
 from __future__ import annotations
