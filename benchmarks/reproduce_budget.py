@@ -132,7 +132,6 @@ def budget(names: list[str], jobs: int, privacy: bool) -> None:
 def stack(steps: int = 150) -> None:
     """DP-Adam per model and step in stacks of M models, against M = 2, same run."""
     import numpy as np
-    import torch
 
     from threedgl.model.training import train_stack
     from threedgl.threads import limit_threads
@@ -160,7 +159,6 @@ def stack(steps: int = 150) -> None:
 
     per_model: dict[int, float] = {}
     with limit_threads(1, torch=True):
-        torch.set_num_threads(1)
         for m in (2, 1, 4, 8, 20):  # a step's time: the difference of two runs (no set-up)
             per_model[m] = (seconds(m, steps) - seconds(m, steps // 5)) / (steps - steps // 5) / m
     print(f"\nDP-Adam per model and step, stacks of M models ({n} rows each, batch {batch}, "
